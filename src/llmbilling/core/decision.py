@@ -1,0 +1,168 @@
+"""The inputs of a decision and the decision record (spec §2). All immutable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from llmbilling.core.modes import (
+    BillingMode,
+    DecisionSource,
+    DerivationOutcome,
+    RungName,
+    RungStatus,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideReadFailure:
+    """Reading the workspace's stored override failed; ``message`` says why (no secrets)."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResolutionInput:
+    """Everything a decision depends on, already read from wherever it lives.
+
+    ``override`` is the stored column as read (any text: garbled values are tolerated), None
+    when NULL, or an :class:`OverrideReadFailure`. ``org_default`` is the raw configured text.
+    ``auth_env`` holds credential env-var *names* only, never values.
+    """
+
+    workspace_id: str | None = None
+    override: str | OverrideReadFailure | None = None
+    org_default: str | None = None
+    runtime: str | None = None
+    model: str | None = None
+    auth_env: frozenset[str] = frozenset()
+    proxy_configured: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class OrgDefault:
+    raw: str | None
+    recognized: BillingMode | None
+
+
+@dataclass(frozen=True, slots=True)
+class Derivation:
+    outcome: DerivationOutcome
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEntry:
+    rung: RungName
+    status: RungStatus
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionError:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    proxy_configured: bool
+    default_mode: BillingMode
+
+
+@dataclass(frozen=True, slots=True)
+class ChainOutcome:
+    """What the precedence chain concluded: every field of the record but the workspace id.
+
+    Workspaces with the same inputs share one outcome, which is what makes resolution cheap.
+    """
+
+    mode: BillingMode
+    source: DecisionSource
+    workspace_override: BillingMode | None
+    org_default: OrgDefault
+    provider: str | None
+    derivation: Derivation
+    trace: tuple[TraceEntry, ...]
+    error: DecisionError | None
+    deployment: Deployment
+
+
+@dataclass(frozen=True, slots=True)
+class BillingDecision:
+    """The decision record. ``error`` travels beside a valid ``mode``; it never replaces it."""
+
+    workspace_id: str | None
+    outcome: ChainOutcome
+
+    @property
+    def mode(self) -> BillingMode:
+        return self.outcome.mode
+
+    @property
+    def source(self) -> DecisionSource:
+        return self.outcome.source
+
+    @property
+    def workspace_override(self) -> BillingMode | None:
+        return self.outcome.workspace_override
+
+    @property
+    def org_default(self) -> OrgDefault:
+        return self.outcome.org_default
+
+    @property
+    def provider(self) -> str | None:
+        return self.outcome.provider
+
+    @property
+    def derivation(self) -> Derivation:
+        return self.outcome.derivation
+
+    @property
+    def trace(self) -> tuple[TraceEntry, ...]:
+        return self.outcome.trace
+
+    @property
+    def error(self) -> DecisionError | None:
+        return self.outcome.error
+
+    @property
+    def deployment(self) -> Deployment:
+        return self.outcome.deployment
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire shape: plain JSON types, field names and values as in the contract."""
+        outcome = self.outcome
+        return {
+            "workspace_id": self.workspace_id,
+            "mode": outcome.mode.value,
+            "source": outcome.source.value,
+            "workspace_override": _value_or_none(outcome.workspace_override),
+            "org_default": {
+                "raw": outcome.org_default.raw,
+                "recognized": _value_or_none(outcome.org_default.recognized),
+            },
+            "provider": outcome.provider,
+            "derivation": {
+                "outcome": outcome.derivation.outcome.value,
+                "detail": outcome.derivation.detail,
+            },
+            "trace": [
+                {"rung": entry.rung.value, "status": entry.status.value, "why": entry.why}
+                for entry in outcome.trace
+            ],
+            "error": (
+                None
+                if outcome.error is None
+                else {"code": outcome.error.code, "message": outcome.error.message}
+            ),
+            "deployment": {
+                "proxy_configured": outcome.deployment.proxy_configured,
+                "default_mode": outcome.deployment.default_mode.value,
+            },
+        }
+
+
+def _value_or_none(mode: BillingMode | None) -> str | None:
+    return None if mode is None else mode.value

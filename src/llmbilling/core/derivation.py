@@ -1,0 +1,101 @@
+"""Derive the provider of (runtime, model, auth env names) through a compiled registry (spec §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmbilling.core.modes import DerivationOutcome
+from llmbilling.core.registry import Candidate, CompiledRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class DerivationResult:
+    """The outcome of a derivation. ``provider`` is set only when ``outcome`` is ``ok``.
+
+    ``candidates`` are the most specific matches (before the auth-env tie-break);
+    ``detail`` says in words what happened.
+    """
+
+    outcome: DerivationOutcome
+    provider: str | None
+    detail: str
+    candidates: tuple[Candidate, ...] = ()
+
+
+def derive_provider(
+    registry: CompiledRegistry | None,
+    runtime: str | None,
+    model: str | None,
+    auth_env: frozenset[str],
+) -> DerivationResult:
+    """Derive a provider. Never raises; every failure is a typed outcome."""
+    if registry is None:
+        return DerivationResult(
+            DerivationOutcome.REGISTRY_UNAVAILABLE, None, "no provider registry is available"
+        )
+    key = model.strip().lower() if model else ""
+    if not key:
+        return DerivationResult(DerivationOutcome.NO_MODEL, None, "no model given")
+    runtime_key = runtime.strip().lower() if runtime else ""
+    table = registry.tables.get(runtime_key)
+    if table is None:
+        detail = (
+            f"runtime {runtime!r} is not in the registry" if runtime_key else "no runtime given"
+        )
+        return DerivationResult(DerivationOutcome.UNKNOWN_RUNTIME, None, detail)
+
+    candidates = table.exact.get(key)
+    if candidates is None:
+        for length in table.prefix_lengths:
+            if len(key) >= length:
+                candidates = table.prefixes.get(key[:length])
+                if candidates is not None:
+                    break
+    if candidates is None:
+        return DerivationResult(
+            DerivationOutcome.UNREGISTERED_MODEL,
+            None,
+            f"model {model!r} matches no rule for runtime {runtime_key!r}",
+        )
+    if len(candidates) == 1:
+        winner = candidates[0]
+        return DerivationResult(
+            DerivationOutcome.OK,
+            winner.provider,
+            f"model {model!r} matched {winner.rule_kind.value} rule {winner.rule!r}"
+            f" of provider {winner.provider!r}",
+            candidates,
+        )
+    return _break_tie(registry, model, candidates, auth_env)
+
+
+def _break_tie(
+    registry: CompiledRegistry,
+    model: str | None,
+    candidates: tuple[Candidate, ...],
+    auth_env: frozenset[str],
+) -> DerivationResult:
+    names = ", ".join(c.provider for c in candidates)
+    kind = candidates[0].rule_kind.value
+    with_credential = [c for c in candidates if registry.providers[c.provider].auth_env & auth_env]
+    if len(with_credential) == 1:
+        winner = with_credential[0]
+        present = sorted(registry.providers[winner.provider].auth_env & auth_env)
+        return DerivationResult(
+            DerivationOutcome.OK,
+            winner.provider,
+            f"model {model!r} matched {kind} rules of providers {names};"
+            f" auth env {', '.join(present)} selects {winner.provider!r}",
+            candidates,
+        )
+    reason = (
+        "no given auth env belongs to any of them"
+        if not with_credential
+        else "auth env belongs to " + ", ".join(c.provider for c in with_credential)
+    )
+    return DerivationResult(
+        DerivationOutcome.AMBIGUOUS_MODEL,
+        None,
+        f"model {model!r} matched {kind} rules of providers {names}; {reason}",
+        candidates,
+    )
