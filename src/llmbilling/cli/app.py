@@ -1,0 +1,52 @@
+"""The ``llmbilling`` console script: the root Typer app and its error boundary."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+# Typer vendors click; its usage-error base class is only reachable here. Pinned in the lock file.
+from typer._click.exceptions import ClickException
+
+from llmbilling.cli import registry_commands, resolve_command
+from llmbilling.errors import InvalidInputError, LlmBillingError, RegistryError
+
+USAGE_EXIT_CODE = 2
+
+app = typer.Typer(
+    name="llmbilling",
+    help="Decide who pays for a workspace's LLM calls, and explain why.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("resolve")(resolve_command.resolve)
+app.add_typer(registry_commands.registry_app, name="registry")
+
+
+def exit_code_for(error: LlmBillingError) -> int:
+    """Bad input and bad files exit 2; typed errors may carry their own code; the rest exit 1."""
+    if isinstance(error, InvalidInputError | RegistryError):
+        return USAGE_EXIT_CODE
+    code = getattr(error, "exit_code", 1)
+    return code if isinstance(code, int) else 1
+
+
+def main() -> None:
+    """Run the CLI; every expected failure is one line on stderr and a non-zero exit."""
+    try:
+        result = app(standalone_mode=False)
+    except LlmBillingError as error:
+        _fail(f"{error.code}: {error.message}", exit_code_for(error))
+    except ClickException as error:
+        _fail(error.format_message(), USAGE_EXIT_CODE)
+    except typer.Abort:
+        _fail("aborted", 130)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def _fail(message: str, exit_code: int) -> None:
+    one_line = " ".join(message.split())
+    print(f"llmbilling: error: {one_line}", file=sys.stderr)
+    sys.exit(exit_code)
