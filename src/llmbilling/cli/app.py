@@ -9,7 +9,7 @@ import typer
 # Typer vendors click; its usage-error base class is only reachable here. Pinned in the lock file.
 from typer._click.exceptions import ClickException
 
-from llmbilling.cli import registry_commands, resolve_command
+from llmbilling.cli import explain_command, registry_commands, resolve_command
 from llmbilling.errors import InvalidInputError, LlmBillingError, RegistryError
 
 USAGE_EXIT_CODE = 2
@@ -22,6 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("resolve")(resolve_command.resolve)
+app.command("explain")(explain_command.explain_file)
 app.add_typer(registry_commands.registry_app, name="registry")
 
 

@@ -1,0 +1,45 @@
+"""``llmbilling explain FILE``: the readable explanation of every workspace in a JSON-lines file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.rule import Rule
+
+from llmbilling.batch import parse_batch_line
+from llmbilling.cli.resolve_command import explain
+from llmbilling.core.resolve import resolve_billing_mode
+from llmbilling.errors import InvalidInputError
+from llmbilling.registry_files import load_registry
+
+
+def explain_file(
+    path: Annotated[Path, typer.Argument(help="JSON lines, one workspace's inputs per line.")],
+    proxy: Annotated[
+        bool, typer.Option("--proxy/--no-proxy", help="Metering proxy configured (SaaS).")
+    ] = True,
+    registry: Annotated[
+        Path | None, typer.Option(help="Registry YAML (default: the built-in one).")
+    ] = None,
+) -> None:
+    """Explain the decision of each workspace in FILE (same line format as resolve --batch)."""
+    compiled = load_registry(registry)
+    console = Console()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError("FILE", f"cannot read {str(path)!r}: {exc}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            inputs = parse_batch_line(line, proxy_configured=proxy)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"line {number}: {exc.field}", exc.message) from None
+        decision = resolve_billing_mode(inputs, compiled)
+        title = inputs.workspace_id or "(no workspace id: pre-provision path)"
+        console.print(Rule(f"{title}  {inputs.runtime or '-'} / {inputs.model or '-'}"))
+        explain(decision, console)
