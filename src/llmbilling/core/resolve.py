@@ -45,6 +45,15 @@ _NOT_ATTEMPTED_FALLBACK = Derivation(
     DerivationOutcome.NOT_ATTEMPTED, "not attempted: the override could not be read"
 )
 _NO_ORG_DEFAULT = OrgDefault(None, None)
+_NO_WORKSPACE_ID = TraceEntry(
+    RungName.WORKSPACE_OVERRIDE, RungStatus.SKIPPED, "no workspace id: pre-provision path"
+)
+_NO_OVERRIDE = TraceEntry(
+    RungName.WORKSPACE_OVERRIDE, RungStatus.SKIPPED, "no override stored: inherit"
+)
+_NO_ORG_DEFAULT_CONFIGURED = TraceEntry(
+    RungName.ORG_DEFAULT, RungStatus.SKIPPED, "no org default configured"
+)
 
 
 class _Resolution:
@@ -110,7 +119,7 @@ def _normalize_org_default(raw: str | None) -> OrgDefault:
 def _workspace_override(state: _Resolution) -> TraceEntry:
     rung = RungName.WORKSPACE_OVERRIDE
     if not state.has_workspace_id:
-        return TraceEntry(rung, RungStatus.SKIPPED, "no workspace id: pre-provision path")
+        return _NO_WORKSPACE_ID
     stored = state.stored_override
     if isinstance(stored, OverrideReadFailure):
         state.override_unreadable = True
@@ -124,7 +133,7 @@ def _workspace_override(state: _Resolution) -> TraceEntry:
             " anything, so later rungs are not consulted",
         )
     if stored is None:
-        return TraceEntry(rung, RungStatus.SKIPPED, "no override stored: inherit")
+        return _NO_OVERRIDE
     mode = recognize_mode(stored)
     if mode is None:
         why = (
@@ -142,7 +151,7 @@ def _org_default(state: _Resolution) -> TraceEntry:
     rung = RungName.ORG_DEFAULT
     org_default = state.org_default
     if org_default.raw is None:
-        return TraceEntry(rung, RungStatus.SKIPPED, "no org default configured")
+        return _NO_ORG_DEFAULT_CONFIGURED
     if org_default.recognized is None:
         why = (
             "org default is empty"
@@ -266,6 +275,11 @@ def _run_chain(
         else:
             trace.append(rung(state))
     return _outcome(state, tuple(trace))
+
+
+def clear_resolution_memo() -> None:
+    """Forget memoized outcomes (benchmarks use it to measure the full chain)."""
+    _run_chain.cache_clear()
 
 
 def _outcome(state: _Resolution, trace: tuple[TraceEntry, ...]) -> ChainOutcome:
