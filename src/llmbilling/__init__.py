@@ -13,6 +13,7 @@ from llmbilling.core.decision import (
     OverrideReadFailure,
     ResolutionInput,
     TraceEntry,
+    Versions,
 )
 from llmbilling.core.derivation import DerivationResult, derive_provider
 from llmbilling.core.modes import (
@@ -22,15 +23,36 @@ from llmbilling.core.modes import (
     RungName,
     RungStatus,
 )
+from llmbilling.core.policy import CONTRACT_POLICY, CompiledPolicy, compile_policy
+from llmbilling.core.provisioning import (
+    MissingByokCredentialError,
+    MissingModelError,
+    MissingPlatformProxyError,
+    ProvisionEnv,
+    ProvisionError,
+    ProxySettings,
+    build_provision_env,
+    effective_model,
+)
 from llmbilling.core.registry import CompiledRegistry, compile_registry
 from llmbilling.core.resolve import resolve_billing_mode
-from llmbilling.errors import InvalidInputError, LlmBillingError, RegistryError
+from llmbilling.core.secrets import SecretScope, SecretValue, merge_secret_scopes
+from llmbilling.errors import (
+    DocumentError,
+    InvalidInputError,
+    LlmBillingError,
+    PolicyError,
+    RegistryError,
+)
+from llmbilling.policy_files import load_policy
 from llmbilling.registry_files import built_in_registry, load_registry
 
 __all__ = [
+    "CONTRACT_POLICY",
     "BillingDecision",
     "BillingMode",
     "ChainOutcome",
+    "CompiledPolicy",
     "CompiledRegistry",
     "DecisionError",
     "DecisionSource",
@@ -38,18 +60,34 @@ __all__ = [
     "Derivation",
     "DerivationOutcome",
     "DerivationResult",
+    "DocumentError",
     "InvalidInputError",
     "LlmBillingError",
+    "MissingByokCredentialError",
+    "MissingModelError",
+    "MissingPlatformProxyError",
     "OrgDefault",
     "OverrideReadFailure",
+    "PolicyError",
+    "ProvisionEnv",
+    "ProvisionError",
+    "ProxySettings",
     "RegistryError",
     "ResolutionInput",
     "RungName",
     "RungStatus",
+    "SecretScope",
+    "SecretValue",
     "TraceEntry",
+    "Versions",
+    "build_provision_env",
     "built_in_registry",
+    "compile_policy",
     "compile_registry",
     "derive_provider",
+    "effective_model",
+    "load_policy",
     "load_registry",
+    "merge_secret_scopes",
     "resolve_billing_mode",
 ]

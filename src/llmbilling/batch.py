@@ -16,6 +16,7 @@ from llmbilling.core.decision import (
     OverrideReadFailure,
     ResolutionInput,
 )
+from llmbilling.core.policy import CompiledPolicy
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.core.resolve import resolve_billing_mode
 from llmbilling.errors import InvalidInputError
@@ -117,7 +118,11 @@ def error_line(line_number: int, error: InvalidInputError) -> str:
 
 
 def resolve_lines(
-    lines: Iterable[bytes], registry: CompiledRegistry | None, *, proxy_configured: bool
+    lines: Iterable[bytes],
+    registry: CompiledRegistry | None,
+    policy: CompiledPolicy,
+    *,
+    proxy_configured: bool,
 ) -> Iterator[str]:
     """Yield one output line (without newline) per non-blank input line, in order."""
     encoder = DecisionLineEncoder()
@@ -133,4 +138,4 @@ def resolve_lines(
         except InvalidInputError as exc:
             yield error_line(line_number, exc)
             continue
-        yield encoder.encode(resolve_billing_mode(inputs, registry))
+        yield encoder.encode(resolve_billing_mode(inputs, registry, policy))

@@ -38,14 +38,14 @@ class InvalidInputError(LlmBillingError):
         return {**super().to_dict(), "field": self.field}
 
 
-class RegistryError(LlmBillingError):
-    """A provider registry file could not be read or is not valid.
+class DocumentError(LlmBillingError):
+    """A configuration document (registry, policy) could not be read or is not valid.
 
     ``file`` is the path given, ``path`` the location inside the document (e.g.
     ``providers[2].models.claude-code.prefix[0]``), ``problem`` what is wrong there.
     """
 
-    code = "REGISTRY_INVALID"
+    code = "DOCUMENT_INVALID"
 
     def __init__(self, file: str, path: str, problem: str) -> None:
         self.file = file
@@ -53,3 +53,15 @@ class RegistryError(LlmBillingError):
         self.problem = problem
         where = f"{file}: {path}" if path else file
         super().__init__(f"{where}: {problem}")
+
+
+class RegistryError(DocumentError):
+    """A provider registry file could not be read or is not valid."""
+
+    code = "REGISTRY_INVALID"
+
+
+class PolicyError(DocumentError):
+    """A precedence policy file could not be read or is not valid."""
+
+    code = "POLICY_INVALID"

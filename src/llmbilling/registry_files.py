@@ -6,10 +6,9 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from llmbilling.core.registry import CompiledRegistry, compile_registry
 from llmbilling.errors import RegistryError
+from llmbilling.yaml_files import parse_yaml_mapping, read_yaml_mapping
 
 BUILT_IN_REGISTRY_NAME = "<built-in registry>"
 
@@ -21,32 +20,12 @@ def load_registry(path: str | Path | None = None) -> CompiledRegistry:
     """
     if path is None:
         return built_in_registry()
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise RegistryError(source, "", f"cannot read the file: {problem}") from None
-    return _compile_text(text, source)
+    return compile_registry(read_yaml_mapping(path, RegistryError), str(path))
 
 
 @cache
 def built_in_registry() -> CompiledRegistry:
     """The registry shipped with the package, compiled once per process."""
     text = resources.files("llmbilling").joinpath("data/registry.yaml").read_text("utf-8")
-    return _compile_text(text, BUILT_IN_REGISTRY_NAME)
-
-
-def _compile_text(text: str, source: str) -> CompiledRegistry:
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise RegistryError(source, where, f"not valid YAML: {problem}") from None
-    if not isinstance(document, dict):
-        raise RegistryError(
-            source, "", "the document must be a mapping with runtimes and providers"
-        )
-    return compile_registry(document, source)
+    document = parse_yaml_mapping(text, BUILT_IN_REGISTRY_NAME, RegistryError)
+    return compile_registry(document, BUILT_IN_REGISTRY_NAME)

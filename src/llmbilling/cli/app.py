@@ -9,8 +9,8 @@ import typer
 # Typer vendors click; its usage-error base class is only reachable here. Pinned in the lock file.
 from typer._click.exceptions import ClickException
 
-from llmbilling.cli import explain_command, registry_commands, resolve_command
-from llmbilling.errors import InvalidInputError, LlmBillingError, RegistryError
+from llmbilling.cli import explain_command, policy_commands, registry_commands, resolve_command
+from llmbilling.errors import DocumentError, InvalidInputError, LlmBillingError
 
 USAGE_EXIT_CODE = 2
 
@@ -24,11 +24,12 @@ app = typer.Typer(
 app.command("resolve")(resolve_command.resolve)
 app.command("explain")(explain_command.explain_file)
 app.add_typer(registry_commands.registry_app, name="registry")
+app.add_typer(policy_commands.policy_app, name="policy")
 
 
 def exit_code_for(error: LlmBillingError) -> int:
     """Bad input and bad files exit 2; typed errors may carry their own code; the rest exit 1."""
-    if isinstance(error, InvalidInputError | RegistryError):
+    if isinstance(error, InvalidInputError | DocumentError):
         return USAGE_EXIT_CODE
     code = getattr(error, "exit_code", 1)
     return code if isinstance(code, int) else 1

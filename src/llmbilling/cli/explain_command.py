@@ -13,6 +13,7 @@ from llmbilling.batch import parse_batch_line
 from llmbilling.cli.resolve_command import explain
 from llmbilling.core.resolve import resolve_billing_mode
 from llmbilling.errors import InvalidInputError
+from llmbilling.policy_files import load_policy
 from llmbilling.registry_files import load_registry
 
 
@@ -24,9 +25,13 @@ def explain_file(
     registry: Annotated[
         Path | None, typer.Option(help="Registry YAML (default: the built-in one).")
     ] = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="Precedence policy YAML (default: the contract's).")
+    ] = None,
 ) -> None:
     """Explain the decision of each workspace in FILE (same line format as resolve --batch)."""
     compiled = load_registry(registry)
+    compiled_policy = load_policy(policy)
     console = Console()
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -39,7 +44,7 @@ def explain_file(
             inputs = parse_batch_line(line, proxy_configured=proxy)
         except InvalidInputError as exc:
             raise InvalidInputError(f"line {number}: {exc.field}", exc.message) from None
-        decision = resolve_billing_mode(inputs, compiled)
+        decision = resolve_billing_mode(inputs, compiled, compiled_policy)
         title = inputs.workspace_id or "(no workspace id: pre-provision path)"
         console.print(Rule(f"{title}  {inputs.runtime or '-'} / {inputs.model or '-'}"))
         explain(decision, console)

@@ -16,9 +16,11 @@ from llmbilling.batch import CALLER_REPORTED_READ_FAILURE, resolve_lines
 from llmbilling.cli.options import parse_mode_option
 from llmbilling.core.decision import BillingDecision, OverrideReadFailure, ResolutionInput
 from llmbilling.core.modes import RungStatus
+from llmbilling.core.policy import CompiledPolicy
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.core.resolve import resolve_billing_mode
 from llmbilling.errors import InvalidInputError
+from llmbilling.policy_files import load_policy
 from llmbilling.registry_files import load_registry
 
 _SINGLE_ONLY = (
@@ -56,6 +58,9 @@ def resolve(
     registry: Annotated[
         Path | None, typer.Option(help="Registry YAML (default: the built-in one).")
     ] = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="Precedence policy YAML (default: the contract's).")
+    ] = None,
     batch: Annotated[str | None, typer.Option(help="JSON-lines input file, '-' for stdin.")] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the decision record as JSON.")
@@ -63,6 +68,7 @@ def resolve(
 ) -> None:
     """Decide the billing mode of one workspace and explain it, or of every line of a batch."""
     compiled = load_registry(registry)
+    compiled_policy = load_policy(policy)
     if batch is not None:
         single_values = (
             runtime,
@@ -80,7 +86,7 @@ def resolve(
         ]
         if given:
             raise InvalidInputError("--batch", f"cannot be combined with {', '.join(given)}")
-        _resolve_batch(batch, compiled, proxy_configured=proxy)
+        _resolve_batch(batch, compiled, compiled_policy, proxy_configured=proxy)
         return
     if runtime is None:
         raise InvalidInputError("--runtime", "is required unless --batch is given")
@@ -99,6 +105,7 @@ def resolve(
             proxy_configured=proxy,
         ),
         compiled,
+        compiled_policy,
     )
     if as_json:
         typer.echo(json.dumps(decision.to_dict(), indent=2))
@@ -106,21 +113,25 @@ def resolve(
         explain(decision, Console())
 
 
-def _resolve_batch(batch: str, registry: CompiledRegistry, *, proxy_configured: bool) -> None:
+def _resolve_batch(
+    batch: str, registry: CompiledRegistry, policy: CompiledPolicy, *, proxy_configured: bool
+) -> None:
     if batch == "-":
-        _stream(sys.stdin.buffer, registry, proxy_configured)
+        _stream(sys.stdin.buffer, registry, policy, proxy_configured)
         return
     try:
         handle = open(batch, "rb")  # noqa: SIM115 - closed below, streamed line by line
     except OSError as exc:
         raise InvalidInputError("--batch", f"cannot read {batch!r}: {exc.strerror}") from None
     with handle:
-        _stream(handle, registry, proxy_configured)
+        _stream(handle, registry, policy, proxy_configured)
 
 
-def _stream(source: BinaryIO, registry: CompiledRegistry, proxy_configured: bool) -> None:
+def _stream(
+    source: BinaryIO, registry: CompiledRegistry, policy: CompiledPolicy, proxy_configured: bool
+) -> None:
     write = sys.stdout.write
-    for line in resolve_lines(source, registry, proxy_configured=proxy_configured):
+    for line in resolve_lines(source, registry, policy, proxy_configured=proxy_configured):
         write(line)
         write("\n")
     sys.stdout.flush()

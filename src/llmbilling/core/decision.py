@@ -71,6 +71,14 @@ class Deployment:
 
 
 @dataclass(frozen=True, slots=True)
+class Versions:
+    """Content hashes of the policy and registry a decision was made under."""
+
+    policy: str
+    registry: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ChainOutcome:
     """What the precedence chain concluded: every field of the record but the workspace id.
 
@@ -86,6 +94,7 @@ class ChainOutcome:
     trace: tuple[TraceEntry, ...]
     error: DecisionError | None
     deployment: Deployment
+    versions: Versions
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +140,10 @@ class BillingDecision:
     def deployment(self) -> Deployment:
         return self.outcome.deployment
 
+    @property
+    def versions(self) -> Versions:
+        return self.outcome.versions
+
     def to_dict(self) -> dict[str, Any]:
         """The wire shape: plain JSON types, field names and values as in the contract."""
         outcome = self.outcome
@@ -161,6 +174,7 @@ class BillingDecision:
                 "proxy_configured": outcome.deployment.proxy_configured,
                 "default_mode": outcome.deployment.default_mode.value,
             },
+            "versions": {"policy": outcome.versions.policy, "registry": outcome.versions.registry},
         }
 
 

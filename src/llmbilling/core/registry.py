@@ -6,8 +6,6 @@ Pure: :func:`compile_registry` takes an already-parsed document. Reading files i
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -18,10 +16,10 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     model_validator,
 )
 
+from llmbilling.core.documents import content_hash, validate_document
 from llmbilling.errors import RegistryError
 
 ALL_RUNTIMES = "*"
@@ -140,21 +138,9 @@ def compile_registry(document: Mapping[str, Any], source: str) -> CompiledRegist
 
     Raises :class:`RegistryError` naming ``source``, the path inside the document and the problem.
     """
-    try:
-        parsed = RegistryDocument.model_validate(document)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        path = _format_location(first["loc"])
-        raise RegistryError(source, path, first["msg"]) from None
+    parsed = validate_document(RegistryDocument, document, source, RegistryError)
     _check_references(parsed, source)
-    return _compile(parsed, _content_hash(parsed))
-
-
-def _format_location(location: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in location:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
+    return _compile(parsed, content_hash(parsed))
 
 
 def _check_references(parsed: RegistryDocument, source: str) -> None:
@@ -189,11 +175,6 @@ def _check_references(parsed: RegistryDocument, source: str) -> None:
             "providers",
             f"exactly one provider must have 'platform: true' (found {len(platform_ids)})",
         )
-
-
-def _content_hash(parsed: RegistryDocument) -> str:
-    canonical = json.dumps(parsed.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def _compile(parsed: RegistryDocument, version: str) -> CompiledRegistry:

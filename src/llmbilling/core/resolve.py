@@ -1,7 +1,8 @@
-"""The decision (spec §2): a pure function of its inputs and a compiled registry.
+"""The decision (spec §2): a pure function of its inputs, a compiled registry and a policy.
 
 Each rung is a small function over one call's scratch state that returns its trace entry and,
-when it decides, sets the mode and source. The order lives in :data:`DEFAULT_CHAIN` alone.
+when it decides, sets the mode and source. The order lives in the policy alone
+(:data:`~llmbilling.core.policy.CONTRACT_POLICY` by default).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from llmbilling.core.decision import (
     OverrideReadFailure,
     ResolutionInput,
     TraceEntry,
+    Versions,
 )
 from llmbilling.core.derivation import DerivationResult, derive_provider
 from llmbilling.core.modes import (
@@ -31,6 +33,7 @@ from llmbilling.core.modes import (
     deployment_default,
     recognize_mode,
 )
+from llmbilling.core.policy import CONTRACT_POLICY, CompiledPolicy
 from llmbilling.core.registry import CompiledRegistry
 
 OVERRIDE_READ_FAILED = "OVERRIDE_READ_FAILED"
@@ -70,6 +73,7 @@ class _Resolution:
         "org_default",
         "override",
         "override_unreadable",
+        "policy",
         "proxy_configured",
         "registry",
         "runtime",
@@ -87,7 +91,9 @@ class _Resolution:
         auth_env: frozenset[str],
         proxy_configured: bool,
         registry: CompiledRegistry | None,
+        policy: CompiledPolicy,
     ) -> None:
+        self.policy = policy
         self.has_workspace_id = has_workspace_id
         self.stored_override = stored_override
         self.runtime = runtime
@@ -108,6 +114,26 @@ class _Resolution:
         self.mode = mode
         self.source = source
         self.decided_by = rung
+
+    def derive(self) -> DerivationResult:
+        """Derive once per resolution, whichever rung asks first."""
+        if self.derivation is None:
+            self.derivation = derive_provider(
+                self.registry, self.runtime, self.model, self.auth_env
+            )
+        return self.derivation
+
+    def own_credential_present(self) -> str | None:
+        """The derived vendor provider when one of its own auth env names is present."""
+        result = self.derive()
+        registry = self.registry
+        if result.provider is None or registry is None:
+            return None
+        if result.provider == registry.platform_provider:
+            return None
+        if registry.providers[result.provider].auth_env & self.auth_env:
+            return result.provider
+        return None
 
 
 def _normalize_org_default(raw: str | None) -> OrgDefault:
@@ -160,6 +186,15 @@ def _org_default(state: _Resolution) -> TraceEntry:
         )
         return TraceEntry(rung, RungStatus.SKIPPED, why)
     mode = org_default.recognized
+    if state.policy.own_key_wins_over_org_default:
+        provider = state.own_credential_present()
+        if provider is not None:
+            return TraceEntry(
+                rung,
+                RungStatus.SKIPPED,
+                f"org default {mode.value!r} yields: provider {provider!r} has its own credential"
+                " and the policy says own_key_wins_over_org_default",
+            )
     state.decide(rung, mode, DecisionSource.ORG_DEFAULT)
     if org_default.raw == mode.value:
         return TraceEntry(rung, RungStatus.DECIDED, f"org default is {mode.value!r}")
@@ -171,8 +206,7 @@ def _org_default(state: _Resolution) -> TraceEntry:
 def _derived_provider(state: _Resolution) -> TraceEntry:
     rung = RungName.DERIVED_PROVIDER
     registry = state.registry
-    result = derive_provider(registry, state.runtime, state.model, state.auth_env)
-    state.derivation = result
+    result = state.derive()
     if result.provider is None or registry is None:
         if result.outcome is DerivationOutcome.REGISTRY_UNAVAILABLE:
             state.error = DecisionError(REGISTRY_UNAVAILABLE, result.detail)
@@ -203,12 +237,12 @@ def _deployment_default(state: _Resolution) -> TraceEntry:
 
 Rung = Callable[[_Resolution], TraceEntry]
 
-DEFAULT_CHAIN: tuple[tuple[RungName, Rung], ...] = (
-    (RungName.WORKSPACE_OVERRIDE, _workspace_override),
-    (RungName.ORG_DEFAULT, _org_default),
-    (RungName.DERIVED_PROVIDER, _derived_provider),
-    (RungName.DEPLOYMENT_DEFAULT, _deployment_default),
-)
+RUNGS: dict[RungName, Rung] = {
+    RungName.WORKSPACE_OVERRIDE: _workspace_override,
+    RungName.ORG_DEFAULT: _org_default,
+    RungName.DERIVED_PROVIDER: _derived_provider,
+    RungName.DEPLOYMENT_DEFAULT: _deployment_default,
+}
 
 _NOT_CONSULTED = {
     (rung, decider): TraceEntry(rung, RungStatus.SKIPPED, f"not consulted: {decider.value} decided")
@@ -222,12 +256,15 @@ _SKIPPED_UNREADABLE = {
 
 
 def resolve_billing_mode(
-    inputs: ResolutionInput, registry: CompiledRegistry | None
+    inputs: ResolutionInput,
+    registry: CompiledRegistry | None,
+    policy: CompiledPolicy = CONTRACT_POLICY,
 ) -> BillingDecision:
     """Decide who pays for a workspace's LLM calls, and record why.
 
     Pure and total: the same inputs give the same decision, nothing is read from outside, and
-    no input makes it raise. A registry of None means it could not be loaded.
+    no input makes it raise. A registry of None means it could not be loaded. The trace has one
+    entry per rung of ``policy``, in its order.
     """
     outcome = _run_chain(
         bool(inputs.workspace_id),
@@ -238,6 +275,7 @@ def resolve_billing_mode(
         inputs.auth_env,
         inputs.proxy_configured,
         registry,
+        policy,
     )
     return BillingDecision(inputs.workspace_id, outcome)
 
@@ -254,6 +292,7 @@ def _run_chain(
     auth_env: frozenset[str],
     proxy_configured: bool,
     registry: CompiledRegistry | None,
+    policy: CompiledPolicy,
 ) -> ChainOutcome:
     state = _Resolution(
         has_workspace_id,
@@ -264,16 +303,17 @@ def _run_chain(
         auth_env,
         proxy_configured,
         registry,
+        policy,
     )
     trace: list[TraceEntry] = []
-    for rung_name, rung in DEFAULT_CHAIN:
+    for rung_name in policy.rungs:
         decided_by = state.decided_by
         if decided_by is not None:
             trace.append(_NOT_CONSULTED[rung_name, decided_by])
         elif state.override_unreadable and rung_name is not RungName.DEPLOYMENT_DEFAULT:
             trace.append(_SKIPPED_UNREADABLE[rung_name])
         else:
-            trace.append(rung(state))
+            trace.append(RUNGS[rung_name](state))
     return _outcome(state, tuple(trace))
 
 
@@ -310,4 +350,8 @@ def _outcome(state: _Resolution, trace: tuple[TraceEntry, ...]) -> ChainOutcome:
         trace=trace,
         error=state.error,
         deployment=_DEPLOYMENTS[state.proxy_configured],
+        versions=Versions(
+            policy=state.policy.version,
+            registry=None if state.registry is None else state.registry.version,
+        ),
     )
