@@ -1,0 +1,348 @@
+"""Use cases on organizations and workspaces. Every write is audited in its own transaction."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from llmbilling.core.decision import BillingDecision
+from llmbilling.core.modes import MODE_VALUES, BillingMode, recognize_mode
+from llmbilling.errors import InvalidInputError
+from llmbilling.service import audit
+from llmbilling.service.audit import AuditContext
+from llmbilling.service.context import ServiceContext, parse_id, reading, writing
+from llmbilling.service.errors import AlreadyExistsError, OrgNotFoundError, WorkspaceNotFoundError
+from llmbilling.service.resolve import decide_from_state
+from llmbilling.store.tables import DEFAULT_RUNTIME, organizations, workspaces
+from llmbilling.store.workspace_read import read_workspace_states
+
+_RUNTIME_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+LIST_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class OrgView:
+    id: UUID
+    name: str
+    billing_mode_default_raw: str | None
+    billing_mode_default: BillingMode | None
+    workspace_count: int
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "llm_billing_mode_default": {
+                "raw": self.billing_mode_default_raw,
+                "recognized": _mode_value(self.billing_mode_default),
+            },
+            "workspace_count": self.workspace_count,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceView:
+    id: UUID
+    org_id: UUID
+    name: str | None
+    runtime: str
+    model: str | None
+    override: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "org_id": str(self.org_id),
+            "name": self.name,
+            "runtime": self.runtime,
+            "model": self.model,
+            "llm_billing_mode": self.override,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceWithDecision:
+    workspace: WorkspaceView
+    decision: BillingDecision
+
+
+def _mode_value(mode: BillingMode | None) -> str | None:
+    return None if mode is None else mode.value
+
+
+# --- organizations ---------------------------------------------------------------------------
+
+
+def parse_org_default(raw: str | None) -> str | None:
+    """An org default as an admin may set it: any text that normalizes to a mode, kept raw."""
+    if raw is None:
+        return None
+    if recognize_mode(raw.strip().lower()) is None:
+        raise InvalidInputError("llm_billing_mode_default", f"{raw!r} is not a mode", MODE_VALUES)
+    return raw
+
+
+def create_org(
+    context: ServiceContext,
+    name: str,
+    *,
+    billing_mode_default: str | None = None,
+    org_id: UUID | None = None,
+    audit_context: AuditContext | None = None,
+) -> OrgView:
+    if not name.strip():
+        raise InvalidInputError("name", "must not be blank")
+    raw_default = parse_org_default(billing_mode_default)
+    new_id = org_id or uuid.uuid4()
+    who = audit_context or AuditContext()
+    stamp = audit.now()
+    values = {"id": new_id, "name": name, "llm_billing_mode_default": raw_default}
+    try:
+        with writing(context) as connection:
+            connection.execute(
+                insert(organizations).values(**values, created_at=stamp, updated_at=stamp)
+            )
+            audit.record(
+                connection,
+                who,
+                "org.created",
+                org_id=new_id,
+                after={"name": name, "llm_billing_mode_default": raw_default},
+            )
+    except IntegrityError:
+        raise AlreadyExistsError(f"an organization with id {new_id} already exists") from None
+    return get_org(context, new_id)
+
+
+def get_org(context: ServiceContext, org_id: str | UUID) -> OrgView:
+    parsed = parse_id("org_id", org_id)
+    count = (
+        select(func.count())
+        .select_from(workspaces)
+        .where(workspaces.c.org_id == organizations.c.id)
+        .scalar_subquery()
+    )
+    with reading(context) as connection:
+        row = connection.execute(
+            select(organizations, count).where(organizations.c.id == parsed)
+        ).first()
+    if row is None:
+        raise OrgNotFoundError(parsed)
+    raw = row.llm_billing_mode_default
+    return OrgView(
+        id=row.id,
+        name=row.name,
+        billing_mode_default_raw=raw,
+        billing_mode_default=None if raw is None else recognize_mode(raw.strip().lower()),
+        workspace_count=row[-1],
+        created_at=row.created_at,
+    )
+
+
+def set_org_default(
+    context: ServiceContext,
+    org_id: str | UUID,
+    raw: str | None,
+    *,
+    audit_context: AuditContext | None = None,
+) -> OrgView:
+    """Set (or, with None, clear) an org's default. Stored raw as given."""
+    parsed = parse_id("org_id", org_id)
+    raw_default = parse_org_default(raw)
+    who = audit_context or AuditContext()
+    with writing(context) as connection:
+        before = connection.execute(
+            select(organizations.c.llm_billing_mode_default)
+            .where(organizations.c.id == parsed)
+            .with_for_update()
+        ).first()
+        if before is None:
+            raise OrgNotFoundError(parsed)
+        connection.execute(
+            update(organizations)
+            .where(organizations.c.id == parsed)
+            .values(llm_billing_mode_default=raw_default, updated_at=audit.now())
+        )
+        audit.record(
+            connection,
+            who,
+            "org.billing_mode_default_set"
+            if raw_default is not None
+            else "org.billing_mode_default_cleared",
+            org_id=parsed,
+            before={"llm_billing_mode_default": before[0]},
+            after={"llm_billing_mode_default": raw_default},
+        )
+    return get_org(context, parsed)
+
+
+# --- workspaces ------------------------------------------------------------------------------
+
+
+def _workspace_view(row: Row[Any]) -> WorkspaceView:
+    return WorkspaceView(
+        id=row.id,
+        org_id=row.org_id,
+        name=row.name,
+        runtime=row.runtime,
+        model=row.model,
+        override=row.llm_billing_mode,
+    )
+
+
+def parse_override(mode: str) -> BillingMode:
+    recognized = recognize_mode(mode)
+    if recognized is None:
+        raise InvalidInputError("mode", f"{mode!r} is not a billing mode", MODE_VALUES)
+    return recognized
+
+
+def create_workspace(
+    context: ServiceContext,
+    org_id: str | UUID,
+    *,
+    runtime: str = DEFAULT_RUNTIME,
+    model: str | None = None,
+    name: str | None = None,
+    override: str | None = None,
+    workspace_id: UUID | None = None,
+    audit_context: AuditContext | None = None,
+) -> WorkspaceView:
+    parsed_org = parse_id("org_id", org_id)
+    if not _RUNTIME_ID.match(runtime):
+        raise InvalidInputError("runtime", f"{runtime!r} is not a runtime id ([a-z0-9._-])")
+    mode = None if override is None else parse_override(override).value
+    model_text = model.strip() if model and model.strip() else None
+    new_id = workspace_id or uuid.uuid4()
+    who = audit_context or AuditContext()
+    stamp = audit.now()
+    values = {
+        "id": new_id,
+        "org_id": parsed_org,
+        "name": name,
+        "runtime": runtime,
+        "model": model_text,
+        "llm_billing_mode": mode,
+    }
+    try:
+        with writing(context) as connection:
+            exists = connection.execute(
+                select(organizations.c.id).where(organizations.c.id == parsed_org)
+            ).first()
+            if exists is None:
+                raise OrgNotFoundError(parsed_org)
+            connection.execute(
+                insert(workspaces).values(**values, created_at=stamp, updated_at=stamp)
+            )
+            after = {k: v for k, v in values.items() if k not in ("id", "org_id")}
+            audit.record(
+                connection,
+                who,
+                "workspace.created",
+                org_id=parsed_org,
+                workspace_id=new_id,
+                after=after,
+            )
+    except IntegrityError:
+        raise AlreadyExistsError(f"a workspace with id {new_id} already exists") from None
+    return get_workspace(context, new_id)
+
+
+def get_workspace(context: ServiceContext, workspace_id: str | UUID) -> WorkspaceView:
+    parsed = parse_id("workspace_id", workspace_id)
+    with reading(context) as connection:
+        row = connection.execute(select(workspaces).where(workspaces.c.id == parsed)).first()
+    if row is None:
+        raise WorkspaceNotFoundError(parsed)
+    return _workspace_view(row)
+
+
+def set_override(
+    context: ServiceContext,
+    workspace_id: str | UUID,
+    mode: str | None,
+    *,
+    audit_context: AuditContext | None = None,
+) -> WorkspaceView:
+    """Set the workspace override to an exact mode, or clear it (inherit) with None.
+
+    Raises :class:`InvalidInputError` naming the allowed modes for anything else.
+    """
+    parsed = parse_id("workspace_id", workspace_id)
+    new_mode = None if mode is None else parse_override(mode).value
+    who = audit_context or AuditContext()
+    with writing(context) as connection:
+        row = connection.execute(
+            select(workspaces.c.org_id, workspaces.c.llm_billing_mode)
+            .where(workspaces.c.id == parsed)
+            .with_for_update()
+        ).first()
+        if row is None:
+            raise WorkspaceNotFoundError(parsed)
+        connection.execute(
+            update(workspaces)
+            .where(workspaces.c.id == parsed)
+            .values(llm_billing_mode=new_mode, updated_at=audit.now())
+        )
+        audit.record(
+            connection,
+            who,
+            "workspace.override_set" if new_mode is not None else "workspace.override_cleared",
+            org_id=row.org_id,
+            workspace_id=parsed,
+            before={"llm_billing_mode": row.llm_billing_mode},
+            after={"llm_billing_mode": new_mode},
+        )
+    return get_workspace(context, parsed)
+
+
+def list_workspaces(
+    context: ServiceContext,
+    *,
+    org_id: str | UUID | None = None,
+    mode: str | None = None,
+    limit: int = 100,
+) -> list[WorkspaceWithDecision]:
+    """Workspaces in id order with their decisions; ``mode`` filters on the DECIDED mode.
+
+    Reads in pages (one statement per page), so a filter that matches few workspaces of a
+    large fleet still stops at ``limit`` matches.
+    """
+    parsed_org = None if org_id is None else parse_id("org_id", org_id)
+    wanted = None if mode is None else parse_override(mode)
+    if limit < 1:
+        raise InvalidInputError("limit", "must be at least 1")
+    found: list[WorkspaceWithDecision] = []
+    after: UUID | None = None
+    with reading(context) as connection:
+        while len(found) < limit:
+            page = read_workspace_states(
+                connection, org_id=parsed_org, after=after, limit=LIST_PAGE_SIZE
+            )
+            for state, name in page:
+                decision = decide_from_state(context, state)
+                if wanted is None or decision.mode is wanted:
+                    view = WorkspaceView(
+                        id=state.workspace_id,
+                        org_id=state.org_id,
+                        name=name,
+                        runtime=state.runtime or DEFAULT_RUNTIME,
+                        model=state.model,
+                        override=state.override,
+                    )
+                    found.append(WorkspaceWithDecision(view, decision))
+                    if len(found) == limit:
+                        break
+            if len(page) < LIST_PAGE_SIZE:
+                break
+            after = page[-1][0].workspace_id
+    return found

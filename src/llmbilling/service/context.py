@@ -1,0 +1,155 @@
+"""What every use case works with: the store, the deployment's inputs, the registry, the keys."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from uuid import UUID
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from llmbilling.core.provisioning import ProxySettings
+from llmbilling.core.registry import CompiledRegistry
+from llmbilling.errors import InvalidInputError, RegistryError
+from llmbilling.registry_files import load_registry
+from llmbilling.settings import Settings
+from llmbilling.store.crypto import KeyRing, key_ring_from_settings
+from llmbilling.store.engine import Store, describe_database_error, open_store
+from llmbilling.store.errors import StoreUnavailableError
+from llmbilling.store.migrate import ensure_schema
+
+# Recorded with every provision; a later issue turns the precedence policy into versioned data.
+POLICY_VERSION = "contract-v1"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentInputs:
+    """The deployment's share of every decision: its proxy and its fallback org default."""
+
+    proxy: ProxySettings
+    org_default: str | None
+
+
+class ServiceContext:
+    """The store and everything read once per process. Create with :meth:`from_settings`.
+
+    The key ring is loaded on first use, so commands that never touch a secret value work
+    without one. A registry that fails to load is remembered: decisions then say
+    ``registry_unavailable`` (fail closed), and provisioning raises the load error.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        deployment: DeploymentInputs,
+        registry: CompiledRegistry | None,
+        *,
+        key_ring_loader: Callable[[], KeyRing],
+        registry_error: RegistryError | None = None,
+    ) -> None:
+        self.store = store
+        self.deployment = deployment
+        self.registry = registry
+        self.registry_error = registry_error
+        self._key_ring_loader = key_ring_loader
+        self._key_ring: KeyRing | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, pool_pre_ping: bool = True, check_schema: bool = True
+    ) -> ServiceContext:
+        store = open_store(settings.database_url, pool_pre_ping=pool_pre_ping)
+        if check_schema:
+            try:
+                ensure_schema(store, auto_migrate=settings.should_auto_migrate)
+            except BaseException:
+                store.close()
+                raise
+        registry: CompiledRegistry | None
+        registry_error: RegistryError | None = None
+        try:
+            registry = load_registry(settings.registry_path)
+        except RegistryError as error:
+            log.error("provider registry unavailable: %s", error.message)
+            registry, registry_error = None, error
+        deployment = DeploymentInputs(
+            proxy=ProxySettings.from_env(settings.proxy_env()),
+            org_default=settings.deployment_billing_mode,
+        )
+        return cls(
+            store,
+            deployment,
+            registry,
+            key_ring_loader=lambda: key_ring_from_settings(settings),
+            registry_error=registry_error,
+        )
+
+    @property
+    def key_ring(self) -> KeyRing:
+        """The secret key ring; raises ``KeyRingError`` when none is configured."""
+        if self._key_ring is None:
+            self._key_ring = self._key_ring_loader()
+        return self._key_ring
+
+    def require_registry(self) -> CompiledRegistry:
+        if self.registry is None:
+            assert self.registry_error is not None
+            raise self.registry_error
+        return self.registry
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> ServiceContext:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def parse_id(field: str, text: str | UUID) -> UUID:
+    """A UUID given by a caller; :class:`InvalidInputError` naming ``field`` otherwise."""
+    if isinstance(text, UUID):
+        return text
+    try:
+        return UUID(text.strip())
+    except ValueError:
+        raise InvalidInputError(field, f"{text!r} is not a UUID") from None
+
+
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+def check_env_name(field: str, name: str) -> str:
+    if not _ENV_NAME.match(name):
+        raise InvalidInputError(field, f"{name!r} is not an env var name ([A-Z_][A-Z0-9_]*)")
+    return name
+
+
+@contextmanager
+def writing(context: ServiceContext) -> Iterator[Connection]:
+    """One write transaction. Database failures become :class:`StoreUnavailableError`;
+    integrity errors (a duplicate id) propagate for the use case to name."""
+    try:
+        with context.store.engine.begin() as connection:
+            yield connection
+    except IntegrityError:
+        raise
+    except SQLAlchemyError as error:
+        raise StoreUnavailableError(describe_database_error(error, context.store.url)) from None
+
+
+@contextmanager
+def reading(context: ServiceContext) -> Iterator[Connection]:
+    """One autocommit read connection; failures become :class:`StoreUnavailableError`."""
+    try:
+        with context.store.read_engine.connect() as connection:
+            yield connection
+    except SQLAlchemyError as error:
+        raise StoreUnavailableError(describe_database_error(error, context.store.url)) from None

@@ -1,0 +1,106 @@
+"""The read path: a workspace's decision from its stored state (one SQL statement).
+
+A database failure never reaches the caller as an exception: it becomes the
+``constant_fallback`` decision with the error beside it (spec §2 rung 1, §6).
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from llmbilling.core.decision import BillingDecision, OverrideReadFailure, ResolutionInput
+from llmbilling.core.provisioning import effective_model
+from llmbilling.core.resolve import resolve_billing_mode
+from llmbilling.core.secrets import SecretValue, merge_secret_scopes
+from llmbilling.errors import LlmBillingError
+from llmbilling.service.context import ServiceContext, parse_id
+from llmbilling.service.errors import WorkspaceNotFoundError
+from llmbilling.store.crypto import SecretLocation
+from llmbilling.store.engine import describe_database_error
+from llmbilling.store.workspace_read import WorkspaceState, read_workspace_state
+
+
+def resolve_workspace(context: ServiceContext, workspace_id: str | UUID) -> BillingDecision:
+    """The decision record of a stored workspace.
+
+    Raises :class:`InvalidInputError` (field ``workspace_id``) for a malformed id and
+    :class:`WorkspaceNotFoundError` for an unknown one. Any failure to read the stored state
+    yields the ``constant_fallback`` decision with an ``OVERRIDE_READ_FAILED`` error instead.
+    """
+    parsed = parse_id("workspace_id", workspace_id)
+    try:
+        with context.store.read_engine.connect() as connection:
+            state = read_workspace_state(connection, parsed)
+    except SQLAlchemyError as error:
+        return unreadable_decision(
+            context, parsed, describe_database_error(error, context.store.url)
+        )
+    if state is None:
+        raise WorkspaceNotFoundError(parsed)
+    return decide_from_state(context, state)
+
+
+def decide_from_state(context: ServiceContext, state: WorkspaceState) -> BillingDecision:
+    """Decide for one read state (also used by batch listings)."""
+    try:
+        model = stored_effective_model(context, state)
+    except LlmBillingError as error:
+        return unreadable_decision(context, state.workspace_id, f"{error.code}: {error.message}")
+    return decide(context, state, model, state.secret_names)
+
+
+def decide(
+    context: ServiceContext, state: WorkspaceState, model: str | None, auth_env: frozenset[str]
+) -> BillingDecision:
+    """The pure core over stored state; shared by the read and the provision path."""
+    org_default = (
+        state.org_default if state.org_default is not None else context.deployment.org_default
+    )
+    return resolve_billing_mode(
+        ResolutionInput(
+            workspace_id=str(state.workspace_id),
+            override=state.override,
+            org_default=org_default,
+            runtime=state.runtime,
+            model=model,
+            auth_env=auth_env,
+            proxy_configured=context.deployment.proxy.configured,
+        ),
+        context.registry,
+    )
+
+
+def stored_effective_model(context: ServiceContext, state: WorkspaceState) -> str | None:
+    """The model a provision without a request model would run (spec §4's effective model).
+
+    Decrypts only the ``MOLECULE_MODEL``/``MODEL`` secrets, and only when the row has no model.
+    """
+    if not state.model_secrets:
+        return effective_model(None, state.model, {})
+    scoped: dict[str, dict[str, str]] = {"org": {}, "workspace": {}}
+    for sealed in state.model_secrets:
+        owner = state.workspace_id if sealed.scope == "workspace" else state.org_id
+        location = SecretLocation(sealed.scope, owner, sealed.name)
+        scoped[sealed.scope][sealed.name] = context.key_ring.decrypt(sealed.value, location)
+    merged: dict[str, SecretValue] = merge_secret_scopes(scoped["org"], scoped["workspace"])
+    return effective_model(None, state.model, merged)
+
+
+def unreadable_decision(
+    context: ServiceContext, workspace_id: UUID, message: str
+) -> BillingDecision:
+    """``constant_fallback``: the override could not be read, so nothing later is trusted."""
+    return resolve_billing_mode(
+        ResolutionInput(
+            workspace_id=str(workspace_id),
+            override=OverrideReadFailure(message),
+            org_default=context.deployment.org_default,
+            runtime=None,
+            model=None,
+            auth_env=frozenset(),
+            proxy_configured=context.deployment.proxy.configured,
+        ),
+        context.registry,
+    )

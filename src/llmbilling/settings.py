@@ -1,0 +1,106 @@
+"""Deployment settings: environment variables, a ``.env`` file, and CLI flags (as init kwargs).
+
+Precedence, highest first: values passed to :class:`Settings` (the CLI's flags), environment
+variables, the ``.env`` file in the working directory, the defaults below.
+
+llmbilling's own settings use the ``LLMBILLING_`` prefix. The deployment's billing inputs are
+read by the exact names the rest of the platform already uses (``MOLECULE_LLM_BILLING_MODE``,
+the proxy variables of spec §4), never from a tenant's secrets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+DEFAULT_DATABASE_URL = "sqlite:///./llmbilling.sqlite3"
+
+# The deployment env names ProxySettings.from_env understands (spec §4), mapped to our fields.
+PROXY_ENV_FIELDS: Mapping[str, str] = {
+    "MOLECULE_LLM_BASE_URL": "molecule_llm_base_url",
+    "MOLECULE_LLM_USAGE_TOKEN": "molecule_llm_usage_token",
+    "MOLECULE_LLM_ANTHROPIC_BASE_URL": "molecule_llm_anthropic_base_url",
+    "MOLECULE_LLM_USAGE_URL": "molecule_llm_usage_url",
+    "OPENAI_BASE_URL": "openai_base_url",
+    "OPENAI_API_KEY": "openai_api_key",
+    "ANTHROPIC_BASE_URL": "anthropic_base_url",
+}
+
+
+class Settings(BaseSettings):
+    """Everything a deployment configures. Immutable once read.
+
+    ``secret_keys`` is the key ring ``"v1:<base64 of 32 bytes>,v2:..."``; the highest version
+    encrypts, every listed version decrypts. When it is unset and the database is SQLite, a
+    development key ring is generated next to the database file (see ``store.crypto``).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="LLMBILLING_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL: sqlite:///path (embedded default) or postgresql://...",
+    )
+    secret_keys: SecretStr | None = Field(
+        default=None, description="Key ring for secrets at rest: v1:<base64>,v2:<base64>"
+    )
+    registry_path: Path | None = Field(
+        default=None, description="Provider registry YAML; the built-in one when unset"
+    )
+    auto_migrate: bool | None = Field(
+        default=None,
+        description="Upgrade the schema on first use; default: yes for SQLite, no for PostgreSQL",
+    )
+
+    deployment_billing_mode: str | None = Field(
+        default=None,
+        validation_alias="MOLECULE_LLM_BILLING_MODE",
+        description="Org default for orgs that store none (single-tenant deployments)",
+    )
+
+    molecule_llm_base_url: str | None = Field(
+        default=None, validation_alias="MOLECULE_LLM_BASE_URL"
+    )
+    molecule_llm_usage_token: SecretStr | None = Field(
+        default=None, validation_alias="MOLECULE_LLM_USAGE_TOKEN"
+    )
+    molecule_llm_anthropic_base_url: str | None = Field(
+        default=None, validation_alias="MOLECULE_LLM_ANTHROPIC_BASE_URL"
+    )
+    molecule_llm_usage_url: str | None = Field(
+        default=None, validation_alias="MOLECULE_LLM_USAGE_URL"
+    )
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return make_url(self.database_url).get_backend_name() == "sqlite"
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    def proxy_env(self) -> dict[str, str]:
+        """The deployment's proxy variables that are set, by their env names (values included:
+        pass them only to ``ProxySettings.from_env``, never to a log)."""
+        found: dict[str, str] = {}
+        for env_name, field_name in PROXY_ENV_FIELDS.items():
+            value = getattr(self, field_name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if value:
+                found[env_name] = value
+        return found

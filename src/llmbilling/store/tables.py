@@ -1,0 +1,128 @@
+"""The schema (spec §5) as SQLAlchemy Core tables. Migrations create exactly this; a test
+compares the migrated database with these definitions."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    Uuid,
+)
+
+from llmbilling.core.modes import MODE_VALUES
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+DEFAULT_RUNTIME = "claude-code"
+MODES_SQL = ", ".join(f"'{mode}'" for mode in MODE_VALUES)
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+Timestamp = DateTime(timezone=True)
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("name", Text(), nullable=False),
+    # Raw text as configured (spec §5): normalized when read, so garbled values survive.
+    Column("llm_billing_mode_default", Text(), nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("org_id", Uuid(), ForeignKey("organizations.id"), nullable=False),
+    Column("name", Text(), nullable=True),
+    Column("runtime", Text(), nullable=False, server_default=DEFAULT_RUNTIME),
+    Column("model", Text(), nullable=True),
+    # NULL = inherit. Our API writes only modes; rows from other tools are tolerated on read.
+    Column("llm_billing_mode", Text(), nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    CheckConstraint(f"llm_billing_mode IN ({MODES_SQL})", name="llm_billing_mode"),
+    Index(None, "org_id"),
+)
+
+
+def _secrets_table(name: str, owner_column: str, owner_table: str) -> Table:
+    # The primary key (owner, key) is also the index every by-owner read uses.
+    return Table(
+        name,
+        metadata,
+        Column(
+            owner_column,
+            Uuid(),
+            ForeignKey(f"{owner_table}.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        Column("key", Text(), primary_key=True),
+        Column("ciphertext", Text(), nullable=False),
+        Column("key_version", Integer(), nullable=False),
+        Column("updated_at", Timestamp, nullable=False),
+    )
+
+
+org_secrets = _secrets_table("org_secrets", "org_id", "organizations")
+workspace_secrets = _secrets_table("workspace_secrets", "workspace_id", "workspaces")
+
+# Append-only: no code path updates or deletes; triggers reject it on both engines.
+# No foreign keys: the record must outlive what it describes.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("occurred_at", Timestamp, nullable=False),
+    Column("actor", Text(), nullable=False),
+    Column("action", Text(), nullable=False),
+    Column("org_id", Uuid(), nullable=True),
+    Column("workspace_id", Uuid(), nullable=True),
+    Column("before", JSON(), nullable=True),
+    Column("after", JSON(), nullable=True),
+    Column("request_id", Text(), nullable=False),
+    Index(None, "workspace_id"),
+    Index(None, "org_id"),
+)
+
+provisions = Table(
+    "provisions",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column(
+        "workspace_id",
+        Uuid(),
+        ForeignKey("workspaces.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("provisioned_at", Timestamp, nullable=False),
+    Column("mode", Text(), nullable=False),
+    Column("source", Text(), nullable=False),
+    Column("provider", Text(), nullable=True),
+    Column("model", Text(), nullable=True),
+    Column("policy_version", Text(), nullable=False),
+    Column("registry_version", Text(), nullable=True),
+    Column("flipped_from", Text(), nullable=True),
+    Column("request_id", Text(), nullable=False),
+    CheckConstraint(f"mode IN ({MODES_SQL})", name="mode"),
+    # "The last provision of a workspace" is one index probe.
+    Index(None, "workspace_id", "id"),
+)

@@ -1,0 +1,217 @@
+"""Everything a decision needs about one workspace, in exactly one SQL statement.
+
+One SELECT joins the workspace to its org and aggregates, in correlated subqueries served by the
+secrets' primary keys, the secret *names* of both scopes. Only when the workspace stores no
+model does it also return the sealed ``MOLECULE_MODEL`` / ``MODEL`` values (model names are not
+credentials; the caller decrypts just those), so the read path takes the same effective model
+as provisioning. The statement is built once per dialect and reused, so SQLAlchemy's compiled
+cache serves every call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    FromClause,
+    Integer,
+    Select,
+    Text,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+)
+
+from llmbilling.store.crypto import EncryptedValue, SecretScopeName
+from llmbilling.store.tables import org_secrets, organizations, workspace_secrets, workspaces
+
+MODEL_SECRET_NAMES = ("MOLECULE_MODEL", "MODEL")
+_LIST_SEPARATOR = ","
+# Packs one sealed model value as NAME:VERSION:BASE64 (neither ':' nor ',' occurs in an env
+# name, a number or base64).
+_FIELD_SEPARATOR = ":"
+
+
+@dataclass(frozen=True, slots=True)
+class SealedSecret:
+    scope: SecretScopeName
+    name: str
+    value: EncryptedValue
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceState:
+    """The stored inputs of one workspace's decision, as read (garbled text included).
+
+    ``model_secrets`` is empty unless ``model`` is blank; it holds the sealed model-name
+    secrets of both scopes, for the effective-model rule of spec §4.
+    """
+
+    workspace_id: UUID
+    org_id: UUID
+    override: str | None
+    runtime: str | None
+    model: str | None
+    org_default: str | None
+    workspace_secret_names: frozenset[str]
+    org_secret_names: frozenset[str]
+    model_secrets: tuple[SealedSecret, ...]
+
+    @property
+    def secret_names(self) -> frozenset[str]:
+        """Names present for the workspace: its own and its org's (values never read)."""
+        return self.workspace_secret_names | self.org_secret_names
+
+
+def _aggregate(dialect: str, expression: ColumnElement[str]) -> ColumnElement[str]:
+    if dialect == "postgresql":
+        return func.string_agg(expression, literal_column(f"'{_LIST_SEPARATOR}'"))
+    return func.group_concat(expression, literal_column(f"'{_LIST_SEPARATOR}'"))
+
+
+def _is_model_secret(table: FromClause) -> ColumnElement[bool]:
+    # Literal constants, not bound IN-lists: the statement compiles to one fixed string.
+    return or_(*(table.c.key == literal_column(f"'{name}'") for name in MODEL_SECRET_NAMES))
+
+
+def _packed_model_secret(table: FromClause) -> ColumnElement[str]:
+    separator = literal_column(f"'{_FIELD_SEPARATOR}'", Text)
+    return (
+        table.c.key + separator + cast(table.c.key_version, Text) + separator + table.c.ciphertext
+    )
+
+
+def _state_columns(dialect: str) -> list[ColumnElement[Any]]:
+    w = workspaces
+    ws_names = workspace_secrets.alias("ws_names")
+    org_names = org_secrets.alias("org_names")
+    ws_models = workspace_secrets.alias("ws_models")
+    org_models = org_secrets.alias("org_models")
+    blank: ColumnElement[str] = literal_column("''", Text)
+    model_is_blank = func.coalesce(func.trim(w.c.model), blank) == blank
+    return [
+        w.c.id,
+        w.c.org_id,
+        w.c.llm_billing_mode,
+        w.c.runtime,
+        w.c.model,
+        organizations.c.llm_billing_mode_default,
+        select(_aggregate(dialect, ws_names.c.key))
+        .where(ws_names.c.workspace_id == w.c.id)
+        .scalar_subquery(),
+        select(_aggregate(dialect, org_names.c.key))
+        .where(org_names.c.org_id == w.c.org_id)
+        .scalar_subquery(),
+        # CASE short-circuits on both engines: the model secrets are looked up only when the
+        # workspace row has no model of its own.
+        case(
+            (
+                model_is_blank,
+                select(_aggregate(dialect, _packed_model_secret(ws_models)))
+                .where(ws_models.c.workspace_id == w.c.id, _is_model_secret(ws_models))
+                .scalar_subquery(),
+            )
+        ),
+        case(
+            (
+                model_is_blank,
+                select(_aggregate(dialect, _packed_model_secret(org_models)))
+                .where(org_models.c.org_id == w.c.org_id, _is_model_secret(org_models))
+                .scalar_subquery(),
+            )
+        ),
+    ]
+
+
+_FROM = workspaces.join(organizations, organizations.c.id == workspaces.c.org_id)
+
+
+@cache
+def workspace_state_statement(dialect: str) -> Select[Any]:
+    """The one statement of the read path, for ``dialect`` (``sqlite`` or ``postgresql``)."""
+    return (
+        select(*_state_columns(dialect))
+        .select_from(_FROM)
+        .where(workspaces.c.id == bindparam("workspace_id", type_=workspaces.c.id.type))
+    )
+
+
+@cache
+def workspace_states_page_statement(dialect: str, by_org: bool, after: bool) -> Select[Any]:
+    """A page of states in id order, optionally of one org and after a given id; adds the
+    workspace name for listings."""
+    statement = (
+        select(*_state_columns(dialect), workspaces.c.name)
+        .select_from(_FROM)
+        .order_by(workspaces.c.id)
+        .limit(bindparam("page_size", type_=Integer))
+    )
+    if by_org:
+        statement = statement.where(
+            workspaces.c.org_id == bindparam("org_id", type_=workspaces.c.org_id.type)
+        )
+    if after:
+        statement = statement.where(
+            workspaces.c.id > bindparam("after_id", type_=workspaces.c.id.type)
+        )
+    return statement
+
+
+def read_workspace_state(connection: Connection, workspace_id: UUID) -> WorkspaceState | None:
+    """Run the one statement; None when no such workspace exists. Database errors propagate."""
+    statement = workspace_state_statement(connection.dialect.name)
+    row = connection.execute(statement, {"workspace_id": workspace_id}).first()
+    return None if row is None else _state(row)
+
+
+def read_workspace_states(
+    connection: Connection, *, org_id: UUID | None, after: UUID | None, limit: int
+) -> list[tuple[WorkspaceState, str | None]]:
+    """One page of (state, workspace name), in id order."""
+    statement = workspace_states_page_statement(
+        connection.dialect.name, org_id is not None, after is not None
+    )
+    parameters: dict[str, object] = {"page_size": limit}
+    if org_id is not None:
+        parameters["org_id"] = org_id
+    if after is not None:
+        parameters["after_id"] = after
+    return [(_state(row), row[-1]) for row in connection.execute(statement, parameters)]
+
+
+def _state(row: Sequence[Any]) -> WorkspaceState:
+    return WorkspaceState(
+        workspace_id=row[0],
+        org_id=row[1],
+        override=row[2],
+        runtime=row[3],
+        model=row[4],
+        org_default=row[5],
+        workspace_secret_names=_split_names(row[6]),
+        org_secret_names=_split_names(row[7]),
+        model_secrets=_unpack("workspace", row[8]) + _unpack("org", row[9]),
+    )
+
+
+def _split_names(aggregated: str | None) -> frozenset[str]:
+    return frozenset(aggregated.split(_LIST_SEPARATOR)) if aggregated else frozenset()
+
+
+def _unpack(scope: SecretScopeName, aggregated: str | None) -> tuple[SealedSecret, ...]:
+    if not aggregated:
+        return ()
+    sealed: list[SealedSecret] = []
+    for packed in aggregated.split(_LIST_SEPARATOR):
+        name, version, ciphertext = packed.split(_FIELD_SEPARATOR, 2)
+        sealed.append(SealedSecret(scope, name, EncryptedValue(ciphertext, int(version))))
+    return tuple(sealed)
