@@ -452,14 +452,12 @@ def _byok_plan(
     present = frozenset(name for name in merged_env if name in names.credentials) - blank
     strip = names.attribution_headers | blank
 
-    provider = _derived_vendor(decision, registry)
+    provider = derived_vendor(decision.source, decision.provider, registry)
+    gap = byok_credential_gap(provider, present, registry)
+    if gap is not None:
+        raise gap
     if provider is None:
-        if registry.all_auth_env and not present & registry.all_auth_env:
-            raise MissingByokCredentialError(None, tuple(sorted(registry.all_auth_env)))
         return _EnvPlan(strip=strip)
-
-    if provider.auth_env and not present & provider.auth_env:
-        raise MissingByokCredentialError(provider.id, tuple(sorted(provider.auth_env)))
     foreign = present - provider.auth_env
     org_foreign = frozenset(n for n in foreign if merged_env[n].scope is SecretScope.ORG)
     kept = tuple(sorted(foreign - org_foreign))
@@ -471,15 +469,34 @@ def _byok_plan(
     return _EnvPlan(strip=strip | org_foreign, foreign_credentials_kept=kept, warnings=warnings)
 
 
-def _derived_vendor(decision: BillingDecision, registry: CompiledRegistry) -> ProviderInfo | None:
-    """The vendor provider the decision derived, or None.
+def derived_vendor(
+    source: DecisionSource, provider: str | None, registry: CompiledRegistry
+) -> ProviderInfo | None:
+    """The vendor provider a decision derived, or None.
 
-    Checks the source, not just ``decision.provider``: on a failed derivation that field holds
+    Checks the source, not just the provider field: on a failed derivation that field holds
     the raw model, which may happen to spell a provider id (e.g. ``deepseek``).
     """
-    if decision.source is not DecisionSource.DERIVED_PROVIDER or decision.provider is None:
+    if source is not DecisionSource.DERIVED_PROVIDER or provider is None:
         return None
-    provider = registry.providers.get(decision.provider)
-    if provider is None or provider.platform:
+    info = registry.providers.get(provider)
+    if info is None or info.platform:
         return None
-    return provider
+    return info
+
+
+def byok_credential_gap(
+    provider: ProviderInfo | None, present: frozenset[str], registry: CompiledRegistry
+) -> MissingByokCredentialError | None:
+    """The error a byok provision would fail with given the credential names ``present``.
+
+    With a derived vendor, one of its auth env names must be present (a provider listing none
+    needs none); without one, a credential of any registry provider will do.
+    """
+    if provider is None:
+        if registry.all_auth_env and not present & registry.all_auth_env:
+            return MissingByokCredentialError(None, tuple(sorted(registry.all_auth_env)))
+        return None
+    if provider.auth_env and not present & provider.auth_env:
+        return MissingByokCredentialError(provider.id, tuple(sorted(provider.auth_env)))
+    return None
