@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     registry_path: Path | None = Field(
         default=None, description="Provider registry YAML; the built-in one when unset"
     )
+    policy_path: Path | None = Field(
+        default=None, description="Precedence policy YAML; the contract's policy when unset"
+    )
     auto_migrate: bool | None = Field(
         default=None,
         description="Upgrade the schema on first use; default: yes for SQLite, no for PostgreSQL",

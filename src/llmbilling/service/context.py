@@ -12,18 +12,17 @@ from uuid import UUID
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from llmbilling.core.policy import CONTRACT_POLICY, CompiledPolicy
 from llmbilling.core.provisioning import ProxySettings
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.errors import InvalidInputError, RegistryError
+from llmbilling.policy_files import load_policy
 from llmbilling.registry_files import load_registry
 from llmbilling.settings import Settings
 from llmbilling.store.crypto import KeyRing, key_ring_from_settings
 from llmbilling.store.engine import Store, describe_database_error, open_store
 from llmbilling.store.errors import StoreUnavailableError
 from llmbilling.store.migrate import ensure_schema
-
-# Recorded with every provision; a later issue turns the precedence policy into versioned data.
-POLICY_VERSION = "contract-v1"
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,8 @@ class ServiceContext:
 
     The key ring is loaded on first use, so commands that never touch a secret value work
     without one. A registry that fails to load is remembered: decisions then say
-    ``registry_unavailable`` (fail closed), and provisioning raises the load error.
+    ``registry_unavailable`` (fail closed), and provisioning raises the load error. A policy
+    file that fails to load is a configuration error raised at creation.
     """
 
     def __init__(
@@ -52,8 +52,10 @@ class ServiceContext:
         *,
         key_ring_loader: Callable[[], KeyRing],
         registry_error: RegistryError | None = None,
+        policy: CompiledPolicy = CONTRACT_POLICY,
     ) -> None:
         self.store = store
+        self.policy = policy
         self.deployment = deployment
         self.registry = registry
         self.registry_error = registry_error
@@ -64,6 +66,7 @@ class ServiceContext:
     def from_settings(
         cls, settings: Settings, *, pool_pre_ping: bool = True, check_schema: bool = True
     ) -> ServiceContext:
+        policy = load_policy(settings.policy_path)
         store = open_store(settings.database_url, pool_pre_ping=pool_pre_ping)
         if check_schema:
             try:
@@ -88,6 +91,7 @@ class ServiceContext:
             registry,
             key_ring_loader=lambda: key_ring_from_settings(settings),
             registry_error=registry_error,
+            policy=policy,
         )
 
     @property

@@ -24,7 +24,7 @@ from llmbilling.core.provisioning import (
 from llmbilling.core.secrets import merge_secret_scopes
 from llmbilling.service import audit
 from llmbilling.service.audit import AuditContext
-from llmbilling.service.context import POLICY_VERSION, ServiceContext, parse_id
+from llmbilling.service.context import ServiceContext, parse_id
 from llmbilling.service.errors import WorkspaceNotFoundError
 from llmbilling.service.resolve import decide
 from llmbilling.store.crypto import EncryptedValue, KeyRing, SecretLocation
@@ -75,11 +75,11 @@ def provision_workspace(
     :class:`StoreUnavailableError` on database failure.
     """
     parsed = parse_id("workspace_id", workspace_id)
-    registry = context.require_registry()
+    context.require_registry()
     who = audit_context or AuditContext()
     try:
         with context.store.engine.begin() as connection:
-            return _provision(context, connection, parsed, request_model, who, registry.version)
+            return _provision(context, connection, parsed, request_model, who)
     except SQLAlchemyError as error:
         raise StoreUnavailableError(describe_database_error(error, context.store.url)) from None
 
@@ -90,7 +90,6 @@ def _provision(
     workspace_id: UUID,
     request_model: str | None,
     who: AuditContext,
-    registry_version: str,
 ) -> ProvisionResult:
     if connection.dialect.name == "postgresql":
         connection.execute(
@@ -132,8 +131,8 @@ def _provision(
         "source": decision.source.value,
         "provider": decision.provider,
         "model": model,
-        "policy_version": POLICY_VERSION,
-        "registry_version": registry_version,
+        "policy_version": decision.versions.policy,
+        "registry_version": decision.versions.registry,
         "flipped_from": None if flipped_from is None else flipped_from.value,
     }
     provision_id = connection.execute(

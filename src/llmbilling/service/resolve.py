@@ -69,6 +69,7 @@ def decide(
             proxy_configured=context.deployment.proxy.configured,
         ),
         context.registry,
+        context.policy,
     )
 
 
@@ -103,4 +104,5 @@ def unreadable_decision(
             proxy_configured=context.deployment.proxy.configured,
         ),
         context.registry,
+        context.policy,
     )

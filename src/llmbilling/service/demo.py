@@ -1,0 +1,49 @@
+"""``demo seed``: fill the store with a synthetic fleet, audited as one change."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from llmbilling.errors import InvalidInputError
+from llmbilling.service import audit
+from llmbilling.service.audit import AuditContext
+from llmbilling.service.context import ServiceContext, writing
+from llmbilling.service.errors import AlreadyExistsError
+from llmbilling.store.seed import FleetCounts, first_org_id, seed_fleet
+from llmbilling.store.tables import organizations
+
+
+def seed_demo_fleet(
+    context: ServiceContext,
+    *,
+    workspace_count: int,
+    seed: int,
+    audit_context: AuditContext | None = None,
+) -> FleetCounts:
+    """Write a deterministic fleet of ``workspace_count`` workspaces in one transaction.
+
+    Raises :class:`AlreadyExistsError` when this seed's fleet is already in the store.
+    """
+    if workspace_count < 1:
+        raise InvalidInputError("workspaces", "must be at least 1")
+    registry = context.require_registry()
+    key_ring = context.key_ring
+    who = audit_context or AuditContext()
+    with writing(context) as connection:
+        taken = connection.execute(
+            select(organizations.c.id).where(organizations.c.id == first_org_id(registry, seed))
+        ).first()
+        if taken is not None:
+            raise AlreadyExistsError(
+                f"the demo fleet of seed {seed} is already in the store; use another --seed"
+            )
+        counts = seed_fleet(
+            connection,
+            workspace_count=workspace_count,
+            seed=seed,
+            registry=registry,
+            key_ring=key_ring,
+            stamp=audit.now(),
+        )
+        audit.record(connection, who, "demo.seeded", after={"seed": seed, **counts.to_dict()})
+    return counts
