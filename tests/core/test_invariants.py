@@ -445,6 +445,28 @@ def test_attempted_derivation_in_the_record_agrees_with_a_direct_derivation(
         assert record["provider"] == direct.provider
 
 
+CONTRACT_FIELDS = {
+    "workspace_id",
+    "mode",
+    "source",
+    "workspace_override",
+    "org_default",
+    "provider",
+    "derivation",
+    "trace",
+    "error",
+    "deployment",
+}
+
+
+@invariant
+@given(inputs=resolution_inputs, registry=registries)
+def test_record_carries_every_contract_field(
+    inputs: ResolutionInput, registry: CompiledRegistry | None
+) -> None:
+    assert set(resolve(inputs, registry).to_dict()) >= CONTRACT_FIELDS
+
+
 @invariant
 @given(inputs=resolution_inputs, registry=registries)
 def test_wire_shape_is_plain_json(
