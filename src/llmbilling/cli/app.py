@@ -9,7 +9,13 @@ import typer
 # Typer vendors click; its usage-error base class is only reachable here. Pinned in the lock file.
 from typer._click.exceptions import ClickException
 
-from llmbilling.cli import explain_command, policy_commands, registry_commands, resolve_command
+from llmbilling.cli import (
+    admin,
+    explain_command,
+    policy_commands,
+    registry_commands,
+    resolve_command,
+)
 from llmbilling.errors import DocumentError, InvalidInputError, LlmBillingError
 
 USAGE_EXIT_CODE = 2
@@ -25,6 +31,7 @@ app.command("resolve")(resolve_command.resolve)
 app.command("explain")(explain_command.explain_file)
 app.add_typer(registry_commands.registry_app, name="registry")
 app.add_typer(policy_commands.policy_app, name="policy")
+admin.register(app)
 
 
 def exit_code_for(error: LlmBillingError) -> int:

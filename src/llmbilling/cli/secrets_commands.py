@@ -1,0 +1,115 @@
+"""``llmbilling secrets set|list|rotate``. Values come from stdin or a hidden prompt only."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from llmbilling.cli.store_options import (
+    ActorOption,
+    DatabaseUrlOption,
+    JsonOption,
+    audit_context,
+    console,
+    print_json,
+    service_context,
+)
+from llmbilling.errors import InvalidInputError
+from llmbilling.service import secrets
+from llmbilling.store.crypto import SecretScopeName
+
+secrets_app = typer.Typer(
+    help="Org- and workspace-scope secrets (values encrypted at rest, never shown).",
+    no_args_is_help=True,
+)
+
+OrgOption = Annotated[str | None, typer.Option("--org", help="Org-scope: this organization.")]
+WorkspaceOption = Annotated[
+    str | None, typer.Option("--workspace", help="Workspace-scope: this workspace.")
+]
+
+
+def _owner(org: str | None, workspace: str | None) -> tuple[SecretScopeName, str]:
+    if (org is None) == (workspace is None):
+        raise InvalidInputError("scope", "give exactly one of --org and --workspace")
+    if org is not None:
+        return "org", org
+    assert workspace is not None
+    return "workspace", workspace
+
+
+def _read_value(name: str) -> str:
+    # Never from argv: argv is visible to every user of the machine and lands in shell history.
+    if sys.stdin.isatty():
+        value: str = typer.prompt(f"value of {name}", hide_input=True)
+    else:
+        value = sys.stdin.read()
+        if value.endswith("\n"):
+            value = value[:-1]
+            if value.endswith("\r"):
+                value = value[:-1]
+    if not value:
+        raise InvalidInputError("value", "is empty (give it on stdin or at the prompt)")
+    return value
+
+
+@secrets_app.command("set")
+def secrets_set(
+    name: Annotated[str, typer.Argument(help="Env var name, e.g. ANTHROPIC_API_KEY.")],
+    org: OrgOption = None,
+    workspace: WorkspaceOption = None,
+    actor: ActorOption = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Set a secret; the value is read from stdin (or a hidden prompt on a terminal)."""
+    scope, owner = _owner(org, workspace)
+    value = _read_value(name)
+    with service_context(database_url) as context:
+        info = secrets.set_secret(
+            context, scope, owner, name, value, audit_context=audit_context(actor)
+        )
+    console.print(f"{info.scope} secret {info.name} set (key v{info.key_version})")
+
+
+@secrets_app.command("list")
+def secrets_list(
+    org: OrgOption = None,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """List secret names, scope and key version (never values)."""
+    scope, owner = _owner(org, workspace)
+    with service_context(database_url) as context:
+        found = secrets.list_secrets(context, scope, owner)
+    if as_json:
+        print_json([info.to_dict() for info in found])
+        return
+    table = Table("name", "scope", "key version", "updated")
+    for info in found:
+        table.add_row(info.name, info.scope, f"v{info.key_version}", info.updated_at.isoformat())
+    console.print(table)
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Secrets per committed batch.")
+    ] = secrets.ROTATION_BATCH_SIZE,
+    actor: ActorOption = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Re-encrypt every secret under the newest key. Safe to interrupt and run again."""
+    with service_context(database_url) as context:
+        report = secrets.rotate_secrets(
+            context, batch_size=batch_size, audit_context=audit_context(actor)
+        )
+        remaining = secrets.pending_rotation(context)
+    console.print(
+        f"rotated {report.total} secret(s) to key v{report.newest_version}"
+        f" (org {report.rotated['org']}, workspace {report.rotated['workspace']});"
+        f" {remaining} remaining"
+    )
