@@ -345,3 +345,14 @@ def test_every_built_in_runtime_names_its_proxy_env(builtin: CompiledRegistry) -
         r.id for r in builtin.runtimes.values() if not (r.proxy_env.base_url and r.proxy_env.token)
     ]
     assert unnamed == []
+
+
+def test_duplicate_key_is_rejected_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "duplicate.yaml"
+    path.write_text(
+        "runtimes: []\nproviders:\n  - id: a\n    models:\n      codex: {exact: [x]}\n"
+        "      codex: {exact: [y]}\n"
+    )
+    error = load_error(path)
+    assert error.path == "line 6, column 7"
+    assert "duplicate key 'codex'" in error.problem
