@@ -5,9 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "store"))
+# The repository root, so both conftests and the tests share one fixtures module.
+if str(Path(__file__).resolve().parents[2]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from db_fixtures import (  # noqa: E402
+from tests.store.db_fixtures import (
     context,
     engine_url,
     make_context,

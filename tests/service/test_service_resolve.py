@@ -6,8 +6,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from db_fixtures import SAAS_PROXY, SELF_HOST, ContextFactory, stored_workspace
 from sqlalchemy import text
+from tests.store.db_fixtures import SAAS_PROXY, SELF_HOST, ContextFactory, stored_workspace
 
 from llmbilling.core.modes import BillingMode, DecisionSource
 from llmbilling.core.provisioning import ProxySettings
@@ -192,6 +192,7 @@ def test_a_dropped_connection_yields_the_constant_fallback_then_recovers(
 
     dropped = resolve_workspace(context, workspace_id)
     assert (dropped.mode, dropped.source) == (P, S.CONSTANT_FALLBACK)
-    assert dropped.error is not None and dropped.error.code == "OVERRIDE_READ_FAILED"
+    assert dropped.error is not None
+    assert dropped.error.code == "OVERRIDE_READ_FAILED"
 
     assert resolve_workspace(context, workspace_id).source is S.ORG_DEFAULT

@@ -9,9 +9,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from db_fixtures import stored_workspace
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from tests.store.db_fixtures import stored_workspace
 
 from llmbilling.service import secrets
 from llmbilling.service.context import ServiceContext
@@ -53,10 +53,9 @@ def test_secret_values_appear_nowhere_but_the_provisioned_env(
     secrets.set_secret(context, "workspace", workspace_id, "MINIMAX_API_KEY", f"new-{sentinel}")
 
     listed = [
-        info.to_dict()
-        for scope, owner in (("org", org_id), ("workspace", workspace_id))
-        for info in secrets.list_secrets(context, scope, owner)
-    ]  # type: ignore[arg-type]
+        *(info.to_dict() for info in secrets.list_secrets(context, "org", org_id)),
+        *(info.to_dict() for info in secrets.list_secrets(context, "workspace", workspace_id)),
+    ]
     decision = resolve_workspace(context, workspace_id).to_dict()
     result = provision_workspace(context, workspace_id, request_model="claude-opus-4-7")
     with context.store.read_engine.connect() as connection:

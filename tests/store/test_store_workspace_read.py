@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from db_fixtures import ContextFactory, stored_workspace
 from sqlalchemy import Engine, event
+from tests.store.db_fixtures import ContextFactory, stored_workspace
 
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.resolve import resolve_workspace
