@@ -4,8 +4,7 @@ One SELECT joins the workspace to its org and aggregates, in correlated subqueri
 secrets' primary keys, the secret *names* of both scopes. Only when the workspace stores no
 model does it also return the sealed ``MOLECULE_MODEL`` / ``MODEL`` values (model names are not
 credentials; the caller decrypts just those), so the read path takes the same effective model
-as provisioning. The statement is built once per dialect and reused, so SQLAlchemy's compiled
-cache serves every call.
+as provisioning. The statement is compiled once per dialect and reused as SQL text.
 """
 
 from __future__ import annotations
@@ -19,18 +18,25 @@ from uuid import UUID
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Dialect,
     FromClause,
     Integer,
     Select,
     Text,
+    TextualSelect,
+    Uuid,
     bindparam,
     case,
     cast,
+    column,
     func,
     literal_column,
     or_,
     select,
+    text,
 )
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine.interfaces import BindTyping
 
 from llmbilling.store.crypto import EncryptedValue, SecretScopeName
 from llmbilling.store.tables import org_secrets, organizations, workspace_secrets, workspaces
@@ -100,7 +106,6 @@ def _state_columns(dialect: str) -> list[ColumnElement[Any]]:
     blank: ColumnElement[str] = literal_column("''", Text)
     model_is_blank = func.coalesce(func.trim(w.c.model), blank) == blank
     return [
-        w.c.id,
         w.c.org_id,
         w.c.llm_billing_mode,
         w.c.runtime,
@@ -136,22 +141,41 @@ def _state_columns(dialect: str) -> list[ColumnElement[Any]]:
 _FROM = workspaces.join(organizations, organizations.c.id == workspaces.c.org_id)
 
 
+def _named_parameter_dialect(dialect: str) -> Dialect:
+    """A dialect that renders ``:name`` parameters, as ``text()`` expects, and no bind casts
+    (``:id::UUID`` would not parse as a parameter; the executing dialect adds its own)."""
+    if dialect == "postgresql":
+        compiler_dialect: Dialect = postgresql.psycopg.dialect(paramstyle="named")  # type: ignore[no-untyped-call]
+        compiler_dialect.bind_typing = BindTyping.NONE
+        return compiler_dialect
+    return sqlite.dialect(paramstyle="named")
+
+
 @cache
-def workspace_state_statement(dialect: str) -> Select[Any]:
-    """The one statement of the read path, for ``dialect`` (``sqlite`` or ``postgresql``)."""
-    return (
+def workspace_state_statement(dialect: str) -> TextualSelect:
+    """The one statement of the read path, for ``dialect`` (``sqlite`` or ``postgresql``).
+
+    Built with Core once, then frozen into SQL text: executing a large Core statement makes
+    SQLAlchemy walk it for a cache key on every call, while text is keyed by its string.
+    """
+    statement = (
         select(*_state_columns(dialect))
         .select_from(_FROM)
         .where(workspaces.c.id == bindparam("workspace_id", type_=workspaces.c.id.type))
+    )
+    sql = str(statement.compile(dialect=_named_parameter_dialect(dialect)))
+    return (
+        text(sql)
+        .bindparams(bindparam("workspace_id", type_=Uuid()))
+        .columns(column("org_id", Uuid()))
     )
 
 
 @cache
 def workspace_states_page_statement(dialect: str, by_org: bool, after: bool) -> Select[Any]:
-    """A page of states in id order, optionally of one org and after a given id; adds the
-    workspace name for listings."""
+    """A page of (id, state columns, name) in id order, optionally of one org and after an id."""
     statement = (
-        select(*_state_columns(dialect), workspaces.c.name)
+        select(workspaces.c.id, *_state_columns(dialect), workspaces.c.name)
         .select_from(_FROM)
         .order_by(workspaces.c.id)
         .limit(bindparam("page_size", type_=Integer))
@@ -171,7 +195,7 @@ def read_workspace_state(connection: Connection, workspace_id: UUID) -> Workspac
     """Run the one statement; None when no such workspace exists. Database errors propagate."""
     statement = workspace_state_statement(connection.dialect.name)
     row = connection.execute(statement, {"workspace_id": workspace_id}).first()
-    return None if row is None else _state(row)
+    return None if row is None else _state(workspace_id, row)
 
 
 def read_workspace_states(
@@ -186,20 +210,23 @@ def read_workspace_states(
         parameters["org_id"] = org_id
     if after is not None:
         parameters["after_id"] = after
-    return [(_state(row), row[-1]) for row in connection.execute(statement, parameters)]
+    return [
+        (_state(row[0], row[1:-1]), row[-1]) for row in connection.execute(statement, parameters)
+    ]
 
 
-def _state(row: Sequence[Any]) -> WorkspaceState:
+def _state(workspace_id: UUID, row: Sequence[Any]) -> WorkspaceState:
+    org_id, override, runtime, model, org_default, ws_names, org_names, ws_models, org_models = row
     return WorkspaceState(
-        workspace_id=row[0],
-        org_id=row[1],
-        override=row[2],
-        runtime=row[3],
-        model=row[4],
-        org_default=row[5],
-        workspace_secret_names=_split_names(row[6]),
-        org_secret_names=_split_names(row[7]),
-        model_secrets=_unpack("workspace", row[8]) + _unpack("org", row[9]),
+        workspace_id=workspace_id,
+        org_id=org_id,
+        override=override,
+        runtime=runtime,
+        model=model,
+        org_default=org_default,
+        workspace_secret_names=_split_names(ws_names),
+        org_secret_names=_split_names(org_names),
+        model_secrets=_unpack("workspace", ws_models) + _unpack("org", org_models),
     )
 
 
