@@ -127,7 +127,7 @@ def render_html(document: dict[str, Any]) -> str:
     e = html.escape
     danger_rows = "".join(
         f'<tr class="{"bad" if count else ""}"><td>{e(name)}</td><td>{count:,}</td>'
-        f"<td>{e(', '.join(document['danger_samples'][name]))}</td></tr>"
+        f"<td class=\"sample\">{e(', '.join(document['danger_samples'][name]))}</td></tr>"
         for name, count in document["dangers"].items()
     )
     source_rows = "".join(
@@ -136,7 +136,7 @@ def render_html(document: dict[str, Any]) -> str:
     )
     sample_rows = "".join(
         f"<tr><td>{e(item['from'])} → {e(item['to'])}</td><td>{item['count']:,}</td>"
-        f"<td>{e(', '.join(item['samples']))}</td></tr>"
+        f"<td class=\"sample\">{e(', '.join(item['samples']))}</td></tr>"
         for item in document["mode_transitions"]
         if item["from"] != item["to"]
     )
@@ -156,6 +156,7 @@ tr.bad td {{ background: #fff4e6; }}
 .verdict {{ font-weight: bold; padding: 0.5rem; }}
 .verdict.bad {{ background: #ffe3e3; }} .verdict.ok {{ background: #d3f9d8; }}
 code {{ background: #f1f3f5; padding: 0 0.2rem; }}
+td.sample {{ font-family: monospace; font-size: 11px; max-width: 40rem; }}
 </style></head><body>
 <h1>What-if report</h1>
 <p>Current policy <code>{e(current["policy"])}</code>, registry

@@ -3,65 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
+from tests.cli.cli_runner import SENTINEL, Cli
 
-from llmbilling.settings import PROXY_ENV_FIELDS
 from llmbilling.store.crypto import KeyRing
-
-SCRIPT = Path(sys.executable).parent / "llmbilling"
-SENTINEL = "sk-SENTINEL-cli-value"
-
-
-class Cli:
-    """Runs ``llmbilling`` with a private database, key ring and (optionally) proxy."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.key_ring = KeyRing.new_key_text(1)
-        self.proxy: dict[str, str] = {}
-
-    def env(self) -> dict[str, str]:
-        inherited = {
-            name: value
-            for name, value in os.environ.items()
-            if not name.startswith("LLMBILLING_")
-            and name not in PROXY_ENV_FIELDS
-            and name != "MOLECULE_LLM_BILLING_MODE"
-        }
-        return {
-            **inherited,
-            "LLMBILLING_DATABASE_URL": f"sqlite:///{self.folder / 'store.sqlite3'}",
-            "LLMBILLING_SECRET_KEYS": self.key_ring,
-            "COLUMNS": "200",
-            **self.proxy,
-        }
-
-    def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(SCRIPT), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=self.env(),
-            cwd=self.folder,  # no stray .env from the repository
-            check=False,
-            timeout=60,
-        )
-
-    def ok(self, *args: str, stdin: str | None = None) -> str:
-        result = self.run(*args, stdin=stdin)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ok(*args, "--json"))
 
 
 @pytest.fixture

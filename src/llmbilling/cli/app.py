@@ -15,6 +15,7 @@ from llmbilling.cli import (
     policy_commands,
     registry_commands,
     resolve_command,
+    whatif_command,
 )
 from llmbilling.errors import DocumentError, InvalidInputError, LlmBillingError
 
@@ -32,6 +33,7 @@ app.command("explain")(explain_command.explain_file)
 app.add_typer(registry_commands.registry_app, name="registry")
 app.add_typer(policy_commands.policy_app, name="policy")
 admin.register(app)
+app.command("whatif")(whatif_command.whatif)
 
 
 def exit_code_for(error: LlmBillingError) -> int:

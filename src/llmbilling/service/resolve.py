@@ -43,33 +43,45 @@ def resolve_workspace(context: ServiceContext, workspace_id: str | UUID) -> Bill
 
 
 def decide_from_state(context: ServiceContext, state: WorkspaceState) -> BillingDecision:
-    """Decide for one read state (also used by batch listings)."""
+    """Decide for one read state (also used by listings and the fleet what-if)."""
+    return resolve_billing_mode(read_path_inputs(context, state), context.registry, context.policy)
+
+
+def read_path_inputs(context: ServiceContext, state: WorkspaceState) -> ResolutionInput:
+    """The read path's inputs for one state: its effective model (decrypting only model-name
+    secrets) and secret names; an undecryptable model secret makes the state unreadable."""
     try:
         model = stored_effective_model(context, state)
     except LlmBillingError as error:
-        return unreadable_decision(context, state.workspace_id, f"{error.code}: {error.message}")
-    return decide(context, state, model, state.secret_names)
+        return unreadable_inputs(context, state.workspace_id, f"{error.code}: {error.message}")
+    return inputs_from_state(context, state, model, state.secret_names)
 
 
 def decide(
     context: ServiceContext, state: WorkspaceState, model: str | None, auth_env: frozenset[str]
 ) -> BillingDecision:
     """The pure core over stored state; shared by the read and the provision path."""
+    return resolve_billing_mode(
+        inputs_from_state(context, state, model, auth_env), context.registry, context.policy
+    )
+
+
+def inputs_from_state(
+    context: ServiceContext, state: WorkspaceState, model: str | None, auth_env: frozenset[str]
+) -> ResolutionInput:
+    """A decision's inputs from stored state; the deployment supplies the proxy and the org
+    default of orgs that store none."""
     org_default = (
         state.org_default if state.org_default is not None else context.deployment.org_default
     )
-    return resolve_billing_mode(
-        ResolutionInput(
-            workspace_id=str(state.workspace_id),
-            override=state.override,
-            org_default=org_default,
-            runtime=state.runtime,
-            model=model,
-            auth_env=auth_env,
-            proxy_configured=context.deployment.proxy.configured,
-        ),
-        context.registry,
-        context.policy,
+    return ResolutionInput(
+        workspace_id=str(state.workspace_id),
+        override=state.override,
+        org_default=org_default,
+        runtime=state.runtime,
+        model=model,
+        auth_env=auth_env,
+        proxy_configured=context.deployment.proxy.configured,
     )
 
 
@@ -94,15 +106,17 @@ def unreadable_decision(
 ) -> BillingDecision:
     """``constant_fallback``: the override could not be read, so nothing later is trusted."""
     return resolve_billing_mode(
-        ResolutionInput(
-            workspace_id=str(workspace_id),
-            override=OverrideReadFailure(message),
-            org_default=context.deployment.org_default,
-            runtime=None,
-            model=None,
-            auth_env=frozenset(),
-            proxy_configured=context.deployment.proxy.configured,
-        ),
-        context.registry,
-        context.policy,
+        unreadable_inputs(context, workspace_id, message), context.registry, context.policy
+    )
+
+
+def unreadable_inputs(context: ServiceContext, workspace_id: UUID, message: str) -> ResolutionInput:
+    return ResolutionInput(
+        workspace_id=str(workspace_id),
+        override=OverrideReadFailure(message),
+        org_default=context.deployment.org_default,
+        runtime=None,
+        model=None,
+        auth_env=frozenset(),
+        proxy_configured=context.deployment.proxy.configured,
     )

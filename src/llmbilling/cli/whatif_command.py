@@ -1,0 +1,112 @@
+"""``llmbilling whatif``: every stored workspace decided under a proposed policy or registry.
+
+Exits non-zero (:data:`DANGER_EXIT_CODE`) when any danger class is non-empty, so it can gate
+a deploy in CI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from llmbilling.cli.store_options import DatabaseUrlOption, print_json, service_context
+from llmbilling.core.whatif import WhatIfReport
+from llmbilling.errors import InvalidInputError
+from llmbilling.policy_files import load_policy
+from llmbilling.registry_files import load_registry
+from llmbilling.service.whatif import count_workspaces, proposed_configuration, run_whatif
+from llmbilling.whatif_report import report_document, write_report
+
+DANGER_EXIT_CODE = 10
+
+
+def whatif(
+    policy: Annotated[Path | None, typer.Option(help="Proposed precedence policy YAML.")] = None,
+    registry: Annotated[Path | None, typer.Option(help="Proposed provider registry YAML.")] = None,
+    org: Annotated[str | None, typer.Option(help="Only this organization (UUID).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write report.json, transitions.csv and report.html here.")
+    ] = None,
+    samples: Annotated[int, typer.Option(help="Workspace ids kept per transition.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Preview every workspace's decision under a proposed policy and/or registry."""
+    if policy is None and registry is None:
+        raise InvalidInputError("--policy", "give --policy, --registry or both")
+    if samples < 0:
+        raise InvalidInputError("--samples", "must be 0 or more")
+    proposed_policy = None if policy is None else load_policy(policy)
+    proposed_registry = None if registry is None else load_registry(registry)
+    console = Console(stderr=True)
+    with service_context(database_url) as context:
+        proposed = proposed_configuration(context, proposed_policy, proposed_registry)
+        total = count_workspaces(context, org)
+        with Progress(
+            TextColumn("deciding"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        ) as progress:
+            task = progress.add_task("whatif", total=total, rate="")
+
+            def advance(done: int) -> None:
+                elapsed = progress.tasks[task].elapsed or 0.0
+                rate = f"{done / elapsed:,.0f}/s" if elapsed else ""
+                progress.update(task, completed=done, rate=rate)
+
+            report = run_whatif(
+                context, proposed, org_id=org, samples_per_class=samples, on_progress=advance
+            )
+    if out is not None:
+        for path in write_report(report, out):
+            console.print(f"wrote {path}", highlight=False)
+    if as_json:
+        print_json(report_document(report))
+    else:
+        _summarize(report, Console())
+    if report.has_danger:
+        raise typer.Exit(DANGER_EXIT_CODE)
+
+
+def _summarize(report: WhatIfReport, console: Console) -> None:
+    console.print(
+        f"{report.total:,} workspaces; {report.changed:,} would change mode or source",
+        highlight=False,
+    )
+    dangers = Table(title="danger classes", title_justify="left")
+    dangers.add_column("class")
+    dangers.add_column("workspaces", justify="right")
+    dangers.add_column("sample")
+    for danger, count in report.dangers.items():
+        style = "bold red" if count else "dim"
+        sample = ", ".join(report.danger_samples.get(danger, ())[:3])
+        dangers.add_row(f"[{style}]{danger.value}[/]", f"{count:,}", sample)
+    console.print(dangers)
+    modes = Table(title="mode transitions", title_justify="left")
+    modes.add_column("from")
+    modes.add_column("to")
+    modes.add_column("workspaces", justify="right")
+    for (old, new), count in sorted(report.mode_transitions.items(), key=lambda i: -i[1]):
+        style = "bold" if old != new else "dim"
+        modes.add_row(old, f"[{style}]{new}[/]", f"{count:,}")
+    console.print(modes)
