@@ -14,7 +14,9 @@ from tests.store.db_fixtures import DatabaseFactory
 
 from llmbilling.store import migrate
 from llmbilling.store.engine import open_store
-from llmbilling.store.tables import audit_log, metadata, organizations, workspaces
+from llmbilling.store.tables import api_tokens, audit_log, metadata, organizations, workspaces
+
+INITIAL_REVISION = "0001_initial"
 
 TABLES = {
     "organizations",
@@ -23,6 +25,7 @@ TABLES = {
     "workspace_secrets",
     "audit_log",
     "provisions",
+    "api_tokens",
 }
 
 
@@ -115,5 +118,58 @@ def test_audit_log_rejects_updates_and_deletes(engine_url: str, change: str) -> 
         )
         with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as connection:
             connection.execute(statement)
+    finally:
+        store.close()
+
+
+def test_upgrading_from_the_initial_revision_keeps_rows_and_starts_them_at_version_one(
+    new_database: DatabaseFactory,
+) -> None:
+    org, workspace = _org_and_workspace_values()
+    store = open_store(new_database())
+    try:
+        migrate.upgrade(store, INITIAL_REVISION)
+        with store.engine.begin() as connection:
+            connection.execute(insert(organizations).values(org))
+            connection.execute(insert(workspaces).values(workspace))
+        migrate.upgrade(store)
+        with store.engine.connect() as connection:
+            versions = {
+                connection.execute(select(organizations.c.row_version)).scalar_one(),
+                connection.execute(select(workspaces.c.row_version)).scalar_one(),
+            }
+        assert versions == {1}
+
+        migrate.downgrade(store, INITIAL_REVISION)
+        assert migrate.current_revision(store) == INITIAL_REVISION
+        assert "api_tokens" not in inspect(store.engine).get_table_names()
+        columns = {column["name"] for column in inspect(store.engine).get_columns("workspaces")}
+        assert "row_version" not in columns
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("scope", "has_org"),
+    [("admin", True), ("org_admin", False), ("viewer", False), ("owner", False)],
+)
+def test_a_token_row_needs_a_known_scope_and_an_org_exactly_when_not_admin(
+    engine_url: str, scope: str, has_org: bool
+) -> None:
+    org, _ = _org_and_workspace_values()
+    store = open_store(engine_url)
+    try:
+        with store.engine.begin() as connection:
+            connection.execute(insert(organizations).values(org))
+        with pytest.raises(DBAPIError), store.engine.begin() as connection:
+            connection.execute(
+                insert(api_tokens).values(
+                    id=uuid.uuid4(),
+                    scope=scope,
+                    org_id=org["id"] if has_org else None,
+                    token_hash=uuid.uuid4().hex,
+                    created_at=datetime.now(UTC),
+                )
+            )
     finally:
         store.close()

@@ -15,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    UniqueConstraint,
     Uuid,
 )
 
@@ -29,12 +30,22 @@ NAMING_CONVENTION = {
 }
 DEFAULT_RUNTIME = "claude-code"
 MODES_SQL = ", ".join(f"'{mode}'" for mode in MODE_VALUES)
+# The API token scopes (``llmbilling.service.tokens.Scope``; a test keeps the two equal).
+TOKEN_SCOPE_VALUES = ("admin", "org_admin", "provisioner", "viewer")
+TOKEN_SCOPES_SQL = ", ".join(f"'{scope}'" for scope in TOKEN_SCOPE_VALUES)
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 AutoId = BigInteger().with_variant(Integer(), "sqlite")
 Timestamp = DateTime(timezone=True)
+
+
+def _row_version() -> Column[int]:
+    # Bumped by every write of the row; compare-and-set writes put the expected value in their
+    # WHERE clause (HTTP If-Match), so two writers cannot both win.
+    return Column("row_version", Integer(), nullable=False, server_default="1")
+
 
 organizations = Table(
     "organizations",
@@ -45,6 +56,7 @@ organizations = Table(
     Column("llm_billing_mode_default", Text(), nullable=True),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+    _row_version(),
 )
 
 workspaces = Table(
@@ -59,6 +71,7 @@ workspaces = Table(
     Column("llm_billing_mode", Text(), nullable=True),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+    _row_version(),
     CheckConstraint(f"llm_billing_mode IN ({MODES_SQL})", name="llm_billing_mode"),
     Index(None, "org_id"),
 )
@@ -125,4 +138,25 @@ provisions = Table(
     CheckConstraint(f"mode IN ({MODES_SQL})", name="mode"),
     # "The last provision of a workspace" is one index probe.
     Index(None, "workspace_id", "id"),
+)
+
+# Bearer tokens of the admin API, stored as SHA-256 of the token (the token itself is shown
+# once, at creation). ``admin`` tokens span every org; every other scope names exactly one.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("name", Text(), nullable=True),
+    Column("scope", Text(), nullable=False),
+    Column("org_id", Uuid(), ForeignKey("organizations.id"), nullable=True),
+    Column("token_hash", Text(), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("revoked_at", Timestamp, nullable=True),
+    CheckConstraint(f"scope IN ({TOKEN_SCOPES_SQL})", name="scope"),
+    CheckConstraint(
+        "(scope = 'admin' AND org_id IS NULL) OR (scope <> 'admin' AND org_id IS NOT NULL)",
+        name="scope_org",
+    ),
+    UniqueConstraint("token_hash"),
+    Index(None, "org_id"),
 )

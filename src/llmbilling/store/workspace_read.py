@@ -60,7 +60,8 @@ class WorkspaceState:
     """The stored inputs of one workspace's decision, as read (garbled text included).
 
     ``model_secrets`` is empty unless ``model`` is blank; it holds the sealed model-name
-    secrets of both scopes, for the effective-model rule of spec §4.
+    secrets of both scopes, for the effective-model rule of spec §4. ``workspace_version`` and
+    ``org_version`` are the two rows' ``row_version`` in the same snapshot.
     """
 
     workspace_id: UUID
@@ -72,6 +73,8 @@ class WorkspaceState:
     workspace_secret_names: frozenset[str]
     org_secret_names: frozenset[str]
     model_secrets: tuple[SealedSecret, ...]
+    workspace_version: int
+    org_version: int
 
     @property
     def secret_names(self) -> frozenset[str]:
@@ -111,6 +114,8 @@ def _state_columns(dialect: str) -> list[ColumnElement[Any]]:
         w.c.runtime,
         w.c.model,
         organizations.c.llm_billing_mode_default,
+        w.c.row_version,
+        organizations.c.row_version,
         select(_aggregate(dialect, ws_names.c.key))
         .where(ws_names.c.workspace_id == w.c.id)
         .scalar_subquery(),
@@ -216,7 +221,19 @@ def read_workspace_states(
 
 
 def _state(workspace_id: UUID, row: Sequence[Any]) -> WorkspaceState:
-    org_id, override, runtime, model, org_default, ws_names, org_names, ws_models, org_models = row
+    (
+        org_id,
+        override,
+        runtime,
+        model,
+        org_default,
+        workspace_version,
+        org_version,
+        ws_names,
+        org_names,
+        ws_models,
+        org_models,
+    ) = row
     return WorkspaceState(
         workspace_id=workspace_id,
         org_id=org_id,
@@ -227,6 +244,8 @@ def _state(workspace_id: UUID, row: Sequence[Any]) -> WorkspaceState:
         workspace_secret_names=_split_names(ws_names),
         org_secret_names=_split_names(org_names),
         model_secrets=_unpack("workspace", ws_models) + _unpack("org", org_models),
+        workspace_version=workspace_version,
+        org_version=org_version,
     )
 
 
