@@ -9,22 +9,28 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from llmbilling.core.decision import BillingDecision
-from llmbilling.core.modes import MODE_VALUES, BillingMode, recognize_mode
+from llmbilling.core.modes import MODE_VALUES, BillingMode, DecisionSource, recognize_mode
 from llmbilling.errors import InvalidInputError
 from llmbilling.service import audit
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext, parse_id, reading, writing
-from llmbilling.service.errors import AlreadyExistsError, OrgNotFoundError, WorkspaceNotFoundError
-from llmbilling.service.resolve import decide_from_state
+from llmbilling.service.errors import (
+    AlreadyExistsError,
+    OrgNotFoundError,
+    PreconditionFailedError,
+    WorkspaceNotFoundError,
+)
+from llmbilling.service.resolve import DecisionVersion, decide_from_state
 from llmbilling.store.tables import DEFAULT_RUNTIME, organizations, workspaces
-from llmbilling.store.workspace_read import read_workspace_states
+from llmbilling.store.workspace_read import read_workspace_state, read_workspace_states
 
 _RUNTIME_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 LIST_PAGE_SIZE = 500
+SOURCE_VALUES: tuple[str, ...] = tuple(source.value for source in DecisionSource)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +41,7 @@ class OrgView:
     billing_mode_default: BillingMode | None
     workspace_count: int
     created_at: datetime
+    row_version: int
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -145,6 +152,7 @@ def get_org(context: ServiceContext, org_id: str | UUID) -> OrgView:
         billing_mode_default=None if raw is None else recognize_mode(raw.strip().lower()),
         workspace_count=row[-1],
         created_at=row.created_at,
+        row_version=row.row_version,
     )
 
 
@@ -154,8 +162,13 @@ def set_org_default(
     raw: str | None,
     *,
     audit_context: AuditContext | None = None,
+    expected_version: int | None = None,
 ) -> OrgView:
-    """Set (or, with None, clear) an org's default. Stored raw as given."""
+    """Set (or, with None, clear) an org's default. Stored raw as given.
+
+    With ``expected_version`` the write is a compare-and-set on the org's ``row_version``:
+    :class:`PreconditionFailedError` when the row is at another version.
+    """
     parsed = parse_id("org_id", org_id)
     raw_default = parse_org_default(raw)
     who = audit_context or AuditContext()
@@ -167,11 +180,20 @@ def set_org_default(
         ).first()
         if before is None:
             raise OrgNotFoundError(parsed)
-        connection.execute(
-            update(organizations)
-            .where(organizations.c.id == parsed)
-            .values(llm_billing_mode_default=raw_default, updated_at=audit.now())
+        expected = (
+            [] if expected_version is None else [organizations.c.row_version == expected_version]
         )
+        written = connection.execute(
+            update(organizations)
+            .where(organizations.c.id == parsed, *expected)
+            .values(
+                llm_billing_mode_default=raw_default,
+                updated_at=audit.now(),
+                row_version=organizations.c.row_version + 1,
+            )
+        )
+        if written.rowcount != 1:
+            raise PreconditionFailedError(f"organization {parsed}")
         audit.record(
             connection,
             who,
@@ -272,10 +294,15 @@ def set_override(
     mode: str | None,
     *,
     audit_context: AuditContext | None = None,
+    expected_version: DecisionVersion | None = None,
 ) -> WorkspaceView:
     """Set the workspace override to an exact mode, or clear it (inherit) with None.
 
-    Raises :class:`InvalidInputError` naming the allowed modes for anything else.
+    Raises :class:`InvalidInputError` naming the allowed modes for anything else. With
+    ``expected_version`` (the version of the decision the caller saw) the write happens only
+    if that is still the current decision's version, else :class:`PreconditionFailedError`:
+    the UPDATE itself requires both row versions (compare-and-set), and the record digest is
+    compared in the same transaction, with the workspace row locked.
     """
     parsed = parse_id("workspace_id", workspace_id)
     new_mode = None if mode is None else parse_override(mode).value
@@ -288,11 +315,29 @@ def set_override(
         ).first()
         if row is None:
             raise WorkspaceNotFoundError(parsed)
-        connection.execute(
+        expected: list[ColumnElement[bool]] = []
+        if expected_version is not None:
+            _require_decision_version(context, connection, parsed, expected_version)
+            org_version = (
+                select(organizations.c.row_version)
+                .where(organizations.c.id == workspaces.c.org_id)
+                .scalar_subquery()
+            )
+            expected = [
+                workspaces.c.row_version == expected_version.workspace_version,
+                org_version == expected_version.org_version,
+            ]
+        written = connection.execute(
             update(workspaces)
-            .where(workspaces.c.id == parsed)
-            .values(llm_billing_mode=new_mode, updated_at=audit.now())
+            .where(workspaces.c.id == parsed, *expected)
+            .values(
+                llm_billing_mode=new_mode,
+                updated_at=audit.now(),
+                row_version=workspaces.c.row_version + 1,
+            )
         )
+        if written.rowcount != 1:
+            raise PreconditionFailedError(f"the decision of workspace {parsed}")
         audit.record(
             connection,
             who,
@@ -305,24 +350,44 @@ def set_override(
     return get_workspace(context, parsed)
 
 
+def _require_decision_version(
+    context: ServiceContext, connection: Connection, workspace_id: UUID, expected: DecisionVersion
+) -> None:
+    state = read_workspace_state(connection, workspace_id)
+    if state is None or DecisionVersion.of(state, decide_from_state(context, state)) != expected:
+        raise PreconditionFailedError(f"the decision of workspace {workspace_id}")
+
+
+def parse_source(source: str) -> DecisionSource:
+    try:
+        return DecisionSource(source)
+    except ValueError:
+        raise InvalidInputError(
+            "source", f"{source!r} is not a decision source", SOURCE_VALUES
+        ) from None
+
+
 def list_workspaces(
     context: ServiceContext,
     *,
     org_id: str | UUID | None = None,
     mode: str | None = None,
+    source: str | None = None,
+    after: UUID | None = None,
     limit: int = 100,
 ) -> list[WorkspaceWithDecision]:
-    """Workspaces in id order with their decisions; ``mode`` filters on the DECIDED mode.
+    """Workspaces in id order with their decisions, starting after the id ``after``.
 
-    Reads in pages (one statement per page), so a filter that matches few workspaces of a
-    large fleet still stops at ``limit`` matches.
+    ``mode`` and ``source`` filter on the DECIDED mode and source. Reads in pages (one
+    statement per page), so a filter that matches few workspaces of a large fleet still stops
+    at ``limit`` matches.
     """
     parsed_org = None if org_id is None else parse_id("org_id", org_id)
     wanted = None if mode is None else parse_override(mode)
+    wanted_source = None if source is None else parse_source(source)
     if limit < 1:
         raise InvalidInputError("limit", "must be at least 1")
     found: list[WorkspaceWithDecision] = []
-    after: UUID | None = None
     with reading(context) as connection:
         while len(found) < limit:
             page = read_workspace_states(
@@ -330,7 +395,9 @@ def list_workspaces(
             )
             for state, name in page:
                 decision = decide_from_state(context, state)
-                if wanted is None or decision.mode is wanted:
+                if (wanted is None or decision.mode is wanted) and (
+                    wanted_source is None or decision.source is wanted_source
+                ):
                     view = WorkspaceView(
                         id=state.workspace_id,
                         org_id=state.org_id,

@@ -37,3 +37,13 @@ class AlreadyExistsError(LlmBillingError):
 
     code = "ALREADY_EXISTS"
     exit_code: ClassVar[int] = 1
+
+
+class PreconditionFailedError(LlmBillingError):
+    """A conditional write expected a version of the stored state that is no longer current."""
+
+    code = "PRECONDITION_FAILED"
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} changed since it was read; read it again and retry")

@@ -204,7 +204,7 @@ def _persist_model(
     connection.execute(
         update(workspaces)
         .where(workspaces.c.id == state.workspace_id)
-        .values(model=model, updated_at=audit.now())
+        .values(model=model, updated_at=audit.now(), row_version=workspaces.c.row_version + 1)
     )
     audit.record(
         connection,

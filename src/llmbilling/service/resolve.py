@@ -6,6 +6,9 @@ A database failure never reaches the caller as an exception: it becomes the
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from uuid import UUID
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,6 +25,41 @@ from llmbilling.store.engine import describe_database_error
 from llmbilling.store.workspace_read import WorkspaceState, read_workspace_state
 
 
+@dataclass(frozen=True, slots=True)
+class DecisionVersion:
+    """What one decision was computed from, for conditional writes (HTTP ``ETag``/``If-Match``).
+
+    ``workspace_version`` and ``org_version`` are the ``row_version`` of the workspace row and
+    of its org's row, read in the same statement as the decision; every write of either row
+    bumps its version. ``record_digest`` is a hash of the decision record itself, so the
+    version also moves when an input that lives outside those rows changes the decision
+    (secret names, the deployment's proxy or default, the registry, the policy).
+    """
+
+    workspace_version: int
+    org_version: int
+    record_digest: str
+
+    @classmethod
+    def of(cls, state: WorkspaceState, decision: BillingDecision) -> DecisionVersion:
+        record = json.dumps(decision.to_dict(), sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(record.encode("utf-8")).hexdigest()[:16]
+        return cls(state.workspace_version, state.org_version, digest)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDecision:
+    """A workspace's decision and what the read learned about its stored rows.
+
+    ``org_id`` and ``version`` are None when the state could not be read: the decision is
+    then the ``constant_fallback`` one, and nothing about the workspace is known.
+    """
+
+    decision: BillingDecision
+    org_id: UUID | None
+    version: DecisionVersion | None
+
+
 def resolve_workspace(context: ServiceContext, workspace_id: str | UUID) -> BillingDecision:
     """The decision record of a stored workspace.
 
@@ -29,17 +67,23 @@ def resolve_workspace(context: ServiceContext, workspace_id: str | UUID) -> Bill
     :class:`WorkspaceNotFoundError` for an unknown one. Any failure to read the stored state
     yields the ``constant_fallback`` decision with an ``OVERRIDE_READ_FAILED`` error instead.
     """
+    return read_decision(context, workspace_id).decision
+
+
+def read_decision(context: ServiceContext, workspace_id: str | UUID) -> StoredDecision:
+    """:func:`resolve_workspace` with the owning org and the version of what was read (the
+    same single statement); raises and falls back exactly as it does."""
     parsed = parse_id("workspace_id", workspace_id)
     try:
         with context.store.read_engine.connect() as connection:
             state = read_workspace_state(connection, parsed)
     except SQLAlchemyError as error:
-        return unreadable_decision(
-            context, parsed, describe_database_error(error, context.store.url)
-        )
+        message = describe_database_error(error, context.store.url)
+        return StoredDecision(unreadable_decision(context, parsed, message), None, None)
     if state is None:
         raise WorkspaceNotFoundError(parsed)
-    return decide_from_state(context, state)
+    decision = decide_from_state(context, state)
+    return StoredDecision(decision, state.org_id, DecisionVersion.of(state, decision))
 
 
 def decide_from_state(context: ServiceContext, state: WorkspaceState) -> BillingDecision:

@@ -1,0 +1,225 @@
+"""API bearer tokens: create (shown once), list, revoke, verify. Every write is audited.
+
+A token is ``llmb_`` + 43 URL-safe characters (256 random bits). Only its SHA-256 is stored:
+a leaked database does not hand out working tokens, and a lookup by hash needs no secret key
+(the token's entropy, not the hash, is what makes it unguessable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+from uuid import UUID
+
+from sqlalchemy import Row, insert, select, update
+
+from llmbilling.errors import InvalidInputError, LlmBillingError
+from llmbilling.service import audit
+from llmbilling.service.audit import AuditContext
+from llmbilling.service.context import ServiceContext, parse_id, reading, writing
+from llmbilling.service.errors import NOT_FOUND_EXIT, OrgNotFoundError
+from llmbilling.store.tables import api_tokens, organizations
+
+TOKEN_PREFIX = "llmb_"
+_TOKEN_BYTES = 32
+# Longer than any token we issue by a wide margin; longer input is not hashed at all.
+_MAX_PRESENTED_LENGTH = 256
+
+
+class Scope(StrEnum):
+    """What a token may do. ``admin`` spans every org; the others are bound to one org."""
+
+    ADMIN = "admin"
+    ORG_ADMIN = "org_admin"
+    PROVISIONER = "provisioner"
+    VIEWER = "viewer"
+
+
+SCOPE_VALUES: tuple[str, ...] = tuple(scope.value for scope in Scope)
+
+
+class TokenNotFoundError(LlmBillingError):
+    """No token has this id."""
+
+    code = "TOKEN_NOT_FOUND"
+    exit_code: ClassVar[int] = NOT_FOUND_EXIT
+
+    def __init__(self, token_id: UUID) -> None:
+        self.token_id = token_id
+        super().__init__(f"no token with id {token_id}")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """What may be shown about a token: never the token, never its hash."""
+
+    id: UUID
+    name: str | None
+    scope: Scope
+    org_id: UUID | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "scope": self.scope.value,
+            "org_id": None if self.org_id is None else str(self.org_id),
+            "created_at": self.created_at.isoformat(),
+            "revoked_at": None if self.revoked_at is None else self.revoked_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class IssuedToken:
+    """A new token: ``token`` is the only copy there will ever be; ``repr`` hides it."""
+
+    info: TokenInfo
+    token: str
+
+    def __repr__(self) -> str:
+        return f"IssuedToken(info={self.info!r}, token=<hidden>)"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def parse_scope(scope: str) -> Scope:
+    try:
+        return Scope(scope)
+    except ValueError:
+        raise InvalidInputError("scope", f"{scope!r} is not a scope", SCOPE_VALUES) from None
+
+
+def create_token(
+    context: ServiceContext,
+    *,
+    scope: Scope | str,
+    org_id: str | UUID | None = None,
+    name: str | None = None,
+    audit_context: AuditContext | None = None,
+) -> IssuedToken:
+    """Issue a token. ``admin`` takes no org; every other scope needs an existing org."""
+    parsed_scope = parse_scope(scope)
+    parsed_org = None if org_id is None else parse_id("org_id", org_id)
+    if parsed_scope is Scope.ADMIN and parsed_org is not None:
+        raise InvalidInputError("org_id", "an admin token spans every org; give no org")
+    if parsed_scope is not Scope.ADMIN and parsed_org is None:
+        raise InvalidInputError("org_id", f"a {parsed_scope.value} token needs an org")
+    label = name.strip() if name and name.strip() else None
+    token = TOKEN_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
+    info = TokenInfo(
+        id=uuid.uuid4(),
+        name=label,
+        scope=parsed_scope,
+        org_id=parsed_org,
+        created_at=audit.now(),
+        revoked_at=None,
+    )
+    who = audit_context or AuditContext()
+    with writing(context) as connection:
+        if parsed_org is not None:
+            exists = connection.execute(
+                select(organizations.c.id).where(organizations.c.id == parsed_org)
+            ).first()
+            if exists is None:
+                raise OrgNotFoundError(parsed_org)
+        connection.execute(
+            insert(api_tokens).values(
+                id=info.id,
+                name=label,
+                scope=parsed_scope.value,
+                org_id=parsed_org,
+                token_hash=hash_token(token),
+                created_at=info.created_at,
+            )
+        )
+        audit.record(connection, who, "token.created", org_id=parsed_org, after=_audited(info))
+    return IssuedToken(info, token)
+
+
+def list_tokens(context: ServiceContext, *, org_id: str | UUID | None = None) -> list[TokenInfo]:
+    """Every token (revoked ones included), oldest first; optionally of one org only."""
+    statement = select(api_tokens).order_by(api_tokens.c.created_at, api_tokens.c.id)
+    if org_id is not None:
+        statement = statement.where(api_tokens.c.org_id == parse_id("org_id", org_id))
+    with reading(context) as connection:
+        return [_info(row) for row in connection.execute(statement)]
+
+
+def revoke_token(
+    context: ServiceContext, token_id: str | UUID, *, audit_context: AuditContext | None = None
+) -> TokenInfo:
+    """Revoke a token; it stops working at once. Revoking a revoked token changes nothing."""
+    parsed = parse_id("token_id", token_id)
+    who = audit_context or AuditContext()
+    with writing(context) as connection:
+        row = connection.execute(
+            select(api_tokens).where(api_tokens.c.id == parsed).with_for_update()
+        ).first()
+        if row is None:
+            raise TokenNotFoundError(parsed)
+        if row.revoked_at is not None:
+            return _info(row)
+        stamp = audit.now()
+        connection.execute(
+            update(api_tokens).where(api_tokens.c.id == parsed).values(revoked_at=stamp)
+        )
+        audit.record(
+            connection,
+            who,
+            "token.revoked",
+            org_id=row.org_id,
+            before={"token_id": str(parsed), "revoked_at": None},
+            after={"token_id": str(parsed), "revoked_at": stamp.isoformat()},
+        )
+    return TokenInfo(row.id, row.name, Scope(row.scope), row.org_id, row.created_at, stamp)
+
+
+def verify_token(context: ServiceContext, token: str) -> TokenInfo | None:
+    """The active token ``token`` is, or None. Raises ``StoreUnavailableError`` when the
+    store cannot answer (callers decide what an outage means for them)."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > _MAX_PRESENTED_LENGTH:
+        return None
+    presented = hash_token(token)
+    with reading(context) as connection:
+        row = connection.execute(
+            select(api_tokens).where(api_tokens.c.token_hash == presented)
+        ).first()
+    # The index finds the row; the final comparison does not leak how much of it matched.
+    if row is None or not hmac.compare_digest(row.token_hash, presented):
+        return None
+    info = _info(row)
+    return info if info.active else None
+
+
+def _info(row: Row[Any]) -> TokenInfo:
+    return TokenInfo(
+        id=row.id,
+        name=row.name,
+        scope=Scope(row.scope),
+        org_id=row.org_id,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def _audited(info: TokenInfo) -> dict[str, Any]:
+    return {
+        "token_id": str(info.id),
+        "name": info.name,
+        "scope": info.scope.value,
+        "org_id": None if info.org_id is None else str(info.org_id),
+    }
