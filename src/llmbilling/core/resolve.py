@@ -1,13 +1,18 @@
 """The decision (spec §2): a pure function of its inputs, a compiled registry and a policy.
 
-Each rung is a small function over one call's scratch state that returns its trace entry and,
-when it decides, sets the mode and source. The order lives in the policy alone
-(:data:`~llmbilling.core.policy.CONTRACT_POLICY` by default).
+Each rung is a small pure function of the inputs it reads, returning a :class:`RungVerdict`
+(its trace entry and, when it decides, the mode and source). The order lives in the policy
+alone (:data:`~llmbilling.core.policy.CONTRACT_POLICY` by default).
+
+Every rung reads few inputs with few distinct values across a fleet (a handful of override
+values, org defaults, (runtime, model, credential) triples), so each rung's verdict is memoized
+on exactly what it reads, and the chain's outcome on all of it. Memoizing pure functions
+changes no result; it makes a fleet of a million workspaces cost a few thousand evaluations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 
 from llmbilling.core.decision import (
@@ -22,7 +27,7 @@ from llmbilling.core.decision import (
     TraceEntry,
     Versions,
 )
-from llmbilling.core.derivation import DerivationResult, derive_provider
+from llmbilling.core.derivation import derive_provider
 from llmbilling.core.modes import (
     MODE_VALUES,
     BillingMode,
@@ -40,126 +45,58 @@ OVERRIDE_READ_FAILED = "OVERRIDE_READ_FAILED"
 REGISTRY_UNAVAILABLE = "REGISTRY_UNAVAILABLE"
 
 _ALLOWED = ", ".join(MODE_VALUES)
-_DEPLOYMENTS = {flag: Deployment(flag, deployment_default(flag)) for flag in (True, False)}
-_NOT_ATTEMPTED = Derivation(
-    DerivationOutcome.NOT_ATTEMPTED, "not attempted: an earlier rung decided"
-)
-_NOT_ATTEMPTED_FALLBACK = Derivation(
-    DerivationOutcome.NOT_ATTEMPTED, "not attempted: the override could not be read"
-)
-_NO_ORG_DEFAULT = OrgDefault(None, None)
-_NO_WORKSPACE_ID = TraceEntry(
-    RungName.WORKSPACE_OVERRIDE, RungStatus.SKIPPED, "no workspace id: pre-provision path"
-)
-_NO_OVERRIDE = TraceEntry(
-    RungName.WORKSPACE_OVERRIDE, RungStatus.SKIPPED, "no override stored: inherit"
-)
-_NO_ORG_DEFAULT_CONFIGURED = TraceEntry(
-    RungName.ORG_DEFAULT, RungStatus.SKIPPED, "no org default configured"
-)
 
 
-class _Resolution:
-    """Scratch state of one resolution; never escapes :func:`resolve_billing_mode`."""
+@dataclass(frozen=True, slots=True)
+class RungVerdict:
+    """What one rung concluded: its trace entry, and the mode and source when it decided."""
 
-    __slots__ = (
-        "auth_env",
-        "decided_by",
-        "derivation",
-        "error",
-        "has_workspace_id",
-        "mode",
-        "model",
-        "org_default",
-        "override",
-        "override_unreadable",
-        "policy",
-        "proxy_configured",
-        "registry",
-        "runtime",
-        "source",
-        "stored_override",
-    )
-
-    def __init__(
-        self,
-        has_workspace_id: bool,
-        stored_override: str | OverrideReadFailure | None,
-        org_default: str | None,
-        runtime: str | None,
-        model: str | None,
-        auth_env: frozenset[str],
-        proxy_configured: bool,
-        registry: CompiledRegistry | None,
-        policy: CompiledPolicy,
-    ) -> None:
-        self.policy = policy
-        self.has_workspace_id = has_workspace_id
-        self.stored_override = stored_override
-        self.runtime = runtime
-        self.model = model
-        self.auth_env = auth_env
-        self.proxy_configured = proxy_configured
-        self.registry = registry
-        self.mode: BillingMode | None = None
-        self.source: DecisionSource | None = None
-        self.decided_by: RungName | None = None
-        self.override: BillingMode | None = None
-        self.override_unreadable = False
-        self.org_default = _normalize_org_default(org_default)
-        self.derivation: DerivationResult | None = None
-        self.error: DecisionError | None = None
-
-    def decide(self, rung: RungName, mode: BillingMode, source: DecisionSource) -> None:
-        self.mode = mode
-        self.source = source
-        self.decided_by = rung
-
-    def derive(self) -> DerivationResult:
-        """Derive once per resolution, whichever rung asks first."""
-        if self.derivation is None:
-            self.derivation = derive_provider(
-                self.registry, self.runtime, self.model, self.auth_env
-            )
-        return self.derivation
-
-    def own_credential_present(self) -> str | None:
-        """The derived vendor provider when one of its own auth env names is present."""
-        result = self.derive()
-        registry = self.registry
-        if result.provider is None or registry is None:
-            return None
-        if result.provider == registry.platform_provider:
-            return None
-        if registry.providers[result.provider].auth_env & self.auth_env:
-            return result.provider
-        return None
+    entry: TraceEntry
+    mode: BillingMode | None = None
+    source: DecisionSource | None = None
 
 
-def _normalize_org_default(raw: str | None) -> OrgDefault:
-    if raw is None:
-        return _NO_ORG_DEFAULT
-    return OrgDefault(raw, recognize_mode(raw.strip().lower()))
+def _skipped(rung: RungName, why: str) -> RungVerdict:
+    return RungVerdict(TraceEntry(rung, RungStatus.SKIPPED, why))
 
 
-def _workspace_override(state: _Resolution) -> TraceEntry:
+def _decided(rung: RungName, why: str, mode: BillingMode, source: DecisionSource) -> RungVerdict:
+    return RungVerdict(TraceEntry(rung, RungStatus.DECIDED, why), mode, source)
+
+
+# --- rung 1: the workspace override ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _OverrideReading:
+    verdict: RungVerdict
+    recognized: BillingMode | None = None
+    read_error: DecisionError | None = None
+
+
+@lru_cache(maxsize=1024)
+def _read_override(
+    has_workspace_id: bool, stored: str | OverrideReadFailure | None
+) -> _OverrideReading:
     rung = RungName.WORKSPACE_OVERRIDE
-    if not state.has_workspace_id:
-        return _NO_WORKSPACE_ID
-    stored = state.stored_override
+    if not has_workspace_id:
+        return _OverrideReading(_skipped(rung, "no workspace id: pre-provision path"))
     if isinstance(stored, OverrideReadFailure):
-        state.override_unreadable = True
-        state.error = DecisionError(
-            OVERRIDE_READ_FAILED, f"could not read the workspace override: {stored.message}"
-        )
-        return TraceEntry(
-            rung,
-            RungStatus.FAILED,
-            "the stored override could not be read; an unreadable override might have said"
-            " anything, so later rungs are not consulted",
+        return _OverrideReading(
+            RungVerdict(
+                TraceEntry(
+                    rung,
+                    RungStatus.FAILED,
+                    "the stored override could not be read; an unreadable override might have"
+                    " said anything, so later rungs are not consulted",
+                )
+            ),
+            read_error=DecisionError(
+                OVERRIDE_READ_FAILED, f"could not read the workspace override: {stored.message}"
+            ),
         )
     if stored is None:
-        return _NO_OVERRIDE
+        return _OverrideReading(_skipped(rung, "no override stored: inherit"))
     mode = recognize_mode(stored)
     if mode is None:
         why = (
@@ -167,83 +104,132 @@ def _workspace_override(state: _Resolution) -> TraceEntry:
             if stored == ""
             else f"stored override {stored!r} is not a mode ({_ALLOWED}): ignored"
         )
-        return TraceEntry(rung, RungStatus.SKIPPED, why)
-    state.override = mode
-    state.decide(rung, mode, DecisionSource.WORKSPACE_OVERRIDE)
-    return TraceEntry(rung, RungStatus.DECIDED, f"stored override is {mode.value!r}")
-
-
-def _org_default(state: _Resolution) -> TraceEntry:
-    rung = RungName.ORG_DEFAULT
-    org_default = state.org_default
-    if org_default.raw is None:
-        return _NO_ORG_DEFAULT_CONFIGURED
-    if org_default.recognized is None:
-        why = (
-            "org default is empty"
-            if not org_default.raw.strip()
-            else f"org default {org_default.raw!r} is not a mode ({_ALLOWED}): ignored"
-        )
-        return TraceEntry(rung, RungStatus.SKIPPED, why)
-    mode = org_default.recognized
-    if state.policy.own_key_wins_over_org_default:
-        provider = state.own_credential_present()
-        if provider is not None:
-            return TraceEntry(
-                rung,
-                RungStatus.SKIPPED,
-                f"org default {mode.value!r} yields: provider {provider!r} has its own credential"
-                " and the policy says own_key_wins_over_org_default",
-            )
-    state.decide(rung, mode, DecisionSource.ORG_DEFAULT)
-    if org_default.raw == mode.value:
-        return TraceEntry(rung, RungStatus.DECIDED, f"org default is {mode.value!r}")
-    return TraceEntry(
-        rung, RungStatus.DECIDED, f"org default {org_default.raw!r} normalizes to {mode.value!r}"
+        return _OverrideReading(_skipped(rung, why))
+    return _OverrideReading(
+        _decided(
+            rung, f"stored override is {mode.value!r}", mode, DecisionSource.WORKSPACE_OVERRIDE
+        ),
+        recognized=mode,
     )
 
 
-def _derived_provider(state: _Resolution) -> TraceEntry:
-    rung = RungName.DERIVED_PROVIDER
-    registry = state.registry
-    result = state.derive()
-    if result.provider is None or registry is None:
-        if result.outcome is DerivationOutcome.REGISTRY_UNAVAILABLE:
-            state.error = DecisionError(REGISTRY_UNAVAILABLE, result.detail)
-        return TraceEntry(rung, RungStatus.FAILED, f"{result.outcome.value}: {result.detail}")
-    if result.provider == registry.platform_provider:
-        mode = BillingMode.PLATFORM_MANAGED
-        role = "the platform provider"
-    else:
-        mode = BillingMode.BYOK
-        role = "a vendor provider"
-    state.decide(rung, mode, DecisionSource.DERIVED_PROVIDER)
-    return TraceEntry(rung, RungStatus.DECIDED, f"{result.detail}; {role} decides {mode.value!r}")
+# --- rung 2: the org default -------------------------------------------------------------------
 
 
-def _deployment_default(state: _Resolution) -> TraceEntry:
-    rung = RungName.DEPLOYMENT_DEFAULT
-    proxy = state.proxy_configured
-    mode = deployment_default(proxy)
-    setting = "metering proxy configured" if proxy else "no metering proxy (self-host)"
-    if state.override_unreadable:
-        state.decide(rung, mode, DecisionSource.CONSTANT_FALLBACK)
-        return TraceEntry(
-            rung, RungStatus.DECIDED, f"fail closed after the override read failure: {setting}"
+@lru_cache(maxsize=4096)
+def _org_default(raw: str | None) -> tuple[OrgDefault, RungVerdict]:
+    """The normalized org default (trim, lowercase; a mode or nothing) and its verdict."""
+    rung = RungName.ORG_DEFAULT
+    if raw is None:
+        return OrgDefault(None, None), _skipped(rung, "no org default configured")
+    mode = recognize_mode(raw.strip().lower())
+    org_default = OrgDefault(raw, mode)
+    if mode is None:
+        why = (
+            "org default is empty"
+            if not raw.strip()
+            else f"org default {raw!r} is not a mode ({_ALLOWED}): ignored"
         )
-    state.decide(rung, mode, DecisionSource.DERIVED_DEFAULT)
-    return TraceEntry(rung, RungStatus.DECIDED, f"no earlier rung decided: {setting}")
+        return org_default, _skipped(rung, why)
+    why = (
+        f"org default is {mode.value!r}"
+        if raw == mode.value
+        else f"org default {raw!r} normalizes to {mode.value!r}"
+    )
+    return org_default, _decided(rung, why, mode, DecisionSource.ORG_DEFAULT)
 
 
-Rung = Callable[[_Resolution], TraceEntry]
+@lru_cache(maxsize=256)
+def _own_key_yields(mode: BillingMode, provider: str) -> RungVerdict:
+    return _skipped(
+        RungName.ORG_DEFAULT,
+        f"org default {mode.value!r} yields: provider {provider!r} has its own credential"
+        " and the policy says own_key_wins_over_org_default",
+    )
 
-RUNGS: dict[RungName, Rung] = {
-    RungName.WORKSPACE_OVERRIDE: _workspace_override,
-    RungName.ORG_DEFAULT: _org_default,
-    RungName.DERIVED_PROVIDER: _derived_provider,
-    RungName.DEPLOYMENT_DEFAULT: _deployment_default,
+
+# --- rung 3: the derived provider --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _DerivationReading:
+    verdict: RungVerdict
+    record: Derivation
+    provider_field: str | None
+    """The derived provider, else the model as given (when not blank), else None."""
+    own_credential_provider: str | None
+    """The derived vendor provider when one of its own auth env names is present."""
+    error: DecisionError | None
+
+
+@lru_cache(maxsize=16384)
+def _derive(
+    registry: CompiledRegistry | None,
+    runtime: str | None,
+    model: str | None,
+    auth_env: frozenset[str],
+) -> _DerivationReading:
+    rung = RungName.DERIVED_PROVIDER
+    result = derive_provider(registry, runtime, model, auth_env)
+    record = Derivation(result.outcome, result.detail)
+    if result.provider is None or registry is None:
+        error = (
+            DecisionError(REGISTRY_UNAVAILABLE, result.detail)
+            if result.outcome is DerivationOutcome.REGISTRY_UNAVAILABLE
+            else None
+        )
+        return _DerivationReading(
+            RungVerdict(
+                TraceEntry(rung, RungStatus.FAILED, f"{result.outcome.value}: {result.detail}")
+            ),
+            record,
+            model if model and model.strip() else None,
+            None,
+            error,
+        )
+    platform = result.provider == registry.platform_provider
+    mode = BillingMode.PLATFORM_MANAGED if platform else BillingMode.BYOK
+    role = "the platform provider" if platform else "a vendor provider"
+    own_credential = not platform and bool(registry.providers[result.provider].auth_env & auth_env)
+    return _DerivationReading(
+        _decided(
+            rung,
+            f"{result.detail}; {role} decides {mode.value!r}",
+            mode,
+            DecisionSource.DERIVED_PROVIDER,
+        ),
+        record,
+        result.provider,
+        result.provider if own_credential else None,
+        None,
+    )
+
+
+# --- rung 4: the deployment default ------------------------------------------------------------
+
+
+def _deployment_verdict(proxy_configured: bool, after_read_failure: bool) -> RungVerdict:
+    rung = RungName.DEPLOYMENT_DEFAULT
+    mode = deployment_default(proxy_configured)
+    setting = "metering proxy configured" if proxy_configured else "no metering proxy (self-host)"
+    if after_read_failure:
+        return _decided(
+            rung,
+            f"fail closed after the override read failure: {setting}",
+            mode,
+            DecisionSource.CONSTANT_FALLBACK,
+        )
+    return _decided(
+        rung, f"no earlier rung decided: {setting}", mode, DecisionSource.DERIVED_DEFAULT
+    )
+
+
+_DEPLOYMENT_VERDICTS = {
+    (proxy, failed): _deployment_verdict(proxy, failed)
+    for proxy in (True, False)
+    for failed in (True, False)
 }
-
+_DEPLOYMENTS = {flag: Deployment(flag, deployment_default(flag)) for flag in (True, False)}
 _NOT_CONSULTED = {
     (rung, decider): TraceEntry(rung, RungStatus.SKIPPED, f"not consulted: {decider.value} decided")
     for rung in RungName
@@ -253,6 +239,15 @@ _SKIPPED_UNREADABLE = {
     rung: TraceEntry(rung, RungStatus.SKIPPED, "not consulted: the override could not be read")
     for rung in RungName
 }
+_NOT_ATTEMPTED = Derivation(
+    DerivationOutcome.NOT_ATTEMPTED, "not attempted: an earlier rung decided"
+)
+_NOT_ATTEMPTED_FALLBACK = Derivation(
+    DerivationOutcome.NOT_ATTEMPTED, "not attempted: the override could not be read"
+)
+
+
+# --- the chain ---------------------------------------------------------------------------------
 
 
 def resolve_billing_mode(
@@ -272,7 +267,7 @@ def resolve_billing_mode(
         inputs.org_default,
         inputs.runtime,
         inputs.model,
-        inputs.auth_env,
+        relevant_auth_env(inputs.auth_env, registry),
         inputs.proxy_configured,
         registry,
         policy,
@@ -280,13 +275,25 @@ def resolve_billing_mode(
     return BillingDecision(inputs.workspace_id, outcome)
 
 
-# The outcome depends on the workspace id only through whether there is one, so a fleet's many
-# workspaces share a few thousand outcomes. Memoizing a pure function changes no result.
+def relevant_auth_env(
+    auth_env: frozenset[str], registry: CompiledRegistry | None
+) -> frozenset[str]:
+    """The names among ``auth_env`` that can change a decision: the registry's credentials.
+
+    A workspace's other secrets (``GITHUB_TOKEN``…) never matter, so leaving them out of the
+    memo keys lets workspaces that differ only in those share one outcome.
+    """
+    if registry is None or not auth_env:
+        return frozenset()
+    return auth_env & registry.all_auth_env
+
+
+# The outcome depends on the workspace id only through whether there is one.
 @lru_cache(maxsize=16384)
 def _run_chain(
     has_workspace_id: bool,
     override: str | OverrideReadFailure | None,
-    org_default: str | None,
+    org_default_raw: str | None,
     runtime: str | None,
     model: str | None,
     auth_env: frozenset[str],
@@ -294,64 +301,67 @@ def _run_chain(
     registry: CompiledRegistry | None,
     policy: CompiledPolicy,
 ) -> ChainOutcome:
-    state = _Resolution(
-        has_workspace_id,
-        override,
-        org_default,
-        runtime,
-        model,
-        auth_env,
-        proxy_configured,
-        registry,
-        policy,
-    )
+    org_default, org_verdict = _org_default(org_default_raw)
+    recognized_override: BillingMode | None = None
+    error: DecisionError | None = None
+    derivation: _DerivationReading | None = None
+    unreadable = False
+    mode: BillingMode | None = None
+    source: DecisionSource | None = None
+    decided_by: RungName | None = None
     trace: list[TraceEntry] = []
-    for rung_name in policy.rungs:
-        decided_by = state.decided_by
+    for rung in policy.rungs:
         if decided_by is not None:
-            trace.append(_NOT_CONSULTED[rung_name, decided_by])
-        elif state.override_unreadable and rung_name is not RungName.DEPLOYMENT_DEFAULT:
-            trace.append(_SKIPPED_UNREADABLE[rung_name])
+            trace.append(_NOT_CONSULTED[rung, decided_by])
+            continue
+        if unreadable and rung is not RungName.DEPLOYMENT_DEFAULT:
+            trace.append(_SKIPPED_UNREADABLE[rung])
+            continue
+        if rung is RungName.WORKSPACE_OVERRIDE:
+            reading = _read_override(has_workspace_id, override)
+            verdict = reading.verdict
+            recognized_override = reading.recognized
+            if reading.read_error is not None:
+                unreadable, error = True, reading.read_error
+        elif rung is RungName.ORG_DEFAULT:
+            verdict = org_verdict
+            if verdict.mode is not None and policy.own_key_wins_over_org_default:
+                derivation = derivation or _derive(registry, runtime, model, auth_env)
+                if derivation.own_credential_provider is not None:
+                    verdict = _own_key_yields(verdict.mode, derivation.own_credential_provider)
+        elif rung is RungName.DERIVED_PROVIDER:
+            derivation = derivation or _derive(registry, runtime, model, auth_env)
+            verdict = derivation.verdict
+            error = derivation.error
         else:
-            trace.append(RUNGS[rung_name](state))
-    return _outcome(state, tuple(trace))
-
-
-def clear_resolution_memo() -> None:
-    """Forget memoized outcomes (benchmarks use it to measure the full chain)."""
-    _run_chain.cache_clear()
-
-
-def _outcome(state: _Resolution, trace: tuple[TraceEntry, ...]) -> ChainOutcome:
-    result = state.derivation
-    if result is None:
-        derivation = _NOT_ATTEMPTED_FALLBACK if state.override_unreadable else _NOT_ATTEMPTED
-        provider = None
-    else:
-        derivation = Derivation(result.outcome, result.detail)
-        if result.provider is not None:
-            provider = result.provider
-        elif state.model and state.model.strip():
-            provider = state.model
-        else:
-            provider = None
-    mode = state.mode
-    source = state.source
-    # Every chain ends in the deployment default, which always decides.
+            verdict = _DEPLOYMENT_VERDICTS[proxy_configured, unreadable]
+        trace.append(verdict.entry)
+        if verdict.mode is not None:
+            mode, source, decided_by = verdict.mode, verdict.source, rung
+    # Every policy ends in the deployment default, which always decides.
     assert mode is not None
     assert source is not None
+    if derivation is None:
+        record = _NOT_ATTEMPTED_FALLBACK if unreadable else _NOT_ATTEMPTED
+    else:
+        record = derivation.record
     return ChainOutcome(
         mode=mode,
         source=source,
-        workspace_override=state.override,
-        org_default=state.org_default,
-        provider=provider,
-        derivation=derivation,
-        trace=trace,
-        error=state.error,
-        deployment=_DEPLOYMENTS[state.proxy_configured],
+        workspace_override=recognized_override,
+        org_default=org_default,
+        provider=None if derivation is None else derivation.provider_field,
+        derivation=record,
+        trace=tuple(trace),
+        error=error,
+        deployment=_DEPLOYMENTS[proxy_configured],
         versions=Versions(
-            policy=state.policy.version,
-            registry=None if state.registry is None else state.registry.version,
+            policy=policy.version, registry=None if registry is None else registry.version
         ),
     )
+
+
+def clear_resolution_memo() -> None:
+    """Forget every memoized verdict and outcome (benchmarks use it to measure cold cost)."""
+    for memo in (_run_chain, _read_override, _org_default, _own_key_yields, _derive):
+        memo.cache_clear()

@@ -18,7 +18,7 @@ from llmbilling.core.modes import BillingMode
 from llmbilling.core.policy import CompiledPolicy
 from llmbilling.core.provisioning import byok_credential_gap, derived_vendor
 from llmbilling.core.registry import CompiledRegistry
-from llmbilling.core.resolve import resolve_billing_mode
+from llmbilling.core.resolve import relevant_auth_env, resolve_billing_mode
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -63,7 +63,8 @@ def compare(inputs: ResolutionInput, current: Configuration, proposed: Configura
         inputs.org_default,
         inputs.runtime,
         inputs.model,
-        inputs.auth_env,
+        relevant_auth_env(inputs.auth_env, current.registry)
+        | relevant_auth_env(inputs.auth_env, proposed.registry),
         inputs.proxy_configured,
         current,
         proposed,
