@@ -1,0 +1,86 @@
+"""The admin HTTP service: ``create_app`` builds the FastAPI application.
+
+The app holds one :class:`ServiceContext` (``app.state.context``), its own Prometheus
+registry (``app.state.metrics``) and the memory of recently verified tokens that keeps reads
+working through a store outage (``app.state.recent_principals``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from llmbilling.api.auth import RecentPrincipals
+from llmbilling.api.observability import Metrics, RequestObservability
+from llmbilling.api.problems import (
+    INTERNAL_ERROR_CODE,
+    declare_problems,
+    install_problem_handlers,
+    problem_body,
+)
+from llmbilling.api.routes import ROUTERS
+from llmbilling.service.context import ServiceContext
+from llmbilling.settings import Settings
+
+API_TITLE = "llmbilling admin API"
+API_DESCRIPTION = (
+    "Who pays for a workspace's LLM calls, decided exactly and explained. Every `/v1` route"
+    " needs `Authorization: Bearer <token>`; errors are RFC 9457 problem details."
+)
+
+
+def create_app(
+    settings: Settings | None = None, *, context: ServiceContext | None = None
+) -> FastAPI:
+    """The application over ``context``, or over a context built from ``settings`` (read
+    from the environment when None); a context built here is closed at shutdown."""
+    owned = context is None
+    service_context = context or ServiceContext.from_settings(settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            service_context.close()
+
+    app = FastAPI(
+        title=API_TITLE,
+        description=API_DESCRIPTION,
+        version=version("llmbilling"),
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url="/redoc",
+        lifespan=lifespan,
+    )
+    app.state.context = service_context
+    app.state.metrics = Metrics()
+    app.state.recent_principals = RecentPrincipals()
+    install_problem_handlers(app)
+    app.add_middleware(
+        RequestObservability,
+        metrics=app.state.metrics,
+        internal_error=problem_body(500, INTERNAL_ERROR_CODE, "an unexpected error occurred"),
+    )
+    for router in ROUTERS:
+        app.include_router(router)
+    # The web console (HTML pages under /console/) is included here.
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                openapi_version=app.openapi_version,
+                description=app.description,
+                routes=app.routes,
+            )
+            app.openapi_schema = declare_problems(document)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,52 @@
+"""Entity tags of the two writable resources, and ``If-Match`` as a caller sends it.
+
+A decision's tag is ``"w<workspace row_version>.o<org row_version>.<record digest>"`` (see
+:class:`~llmbilling.service.resolve.DecisionVersion`); an org default's is ``"o<row_version>"``.
+Tags are strong: a weak tag (``W/"..."``) in ``If-Match`` never matches (RFC 9110 §13.1.1).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from llmbilling.service.resolve import DecisionVersion
+
+_DECISION_TAG = re.compile(r'^"w(\d{1,18})\.o(\d{1,18})\.([0-9a-f]{16})"$')
+_ORG_TAG = re.compile(r'^"o(\d{1,18})"$')
+
+
+def decision_etag(version: DecisionVersion) -> str:
+    return f'"w{version.workspace_version}.o{version.org_version}.{version.record_digest}"'
+
+
+def org_etag(row_version: int) -> str:
+    return f'"o{row_version}"'
+
+
+@dataclass(frozen=True, slots=True)
+class IfMatch:
+    """A parsed ``If-Match``: ``any_version`` for ``*``, else the listed tags as sent."""
+
+    any_version: bool
+    tags: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, header: str | None) -> IfMatch | None:
+        """None when the header is absent (an unconditional write)."""
+        if header is None:
+            return None
+        listed = tuple(tag.strip() for tag in header.split(",") if tag.strip())
+        return cls(any_version=listed == ("*",), tags=listed)
+
+    def decision_versions(self) -> list[DecisionVersion]:
+        """The listed tags that are decision tags, as versions (others can never match)."""
+        found = []
+        for tag in self.tags:
+            match = _DECISION_TAG.match(tag)
+            if match:
+                found.append(DecisionVersion(int(match[1]), int(match[2]), match[3]))
+        return found
+
+    def org_versions(self) -> list[int]:
+        return [int(match[1]) for tag in self.tags if (match := _ORG_TAG.match(tag))]

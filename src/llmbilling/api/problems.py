@@ -1,0 +1,243 @@
+"""Every error answers in one shape: RFC 9457 problem details (``application/problem+json``).
+
+Members: ``type`` (``urn:llmbilling:problem:<code>``), ``title`` (the status phrase),
+``status``, ``code`` (our stable machine code), ``message`` (for people), ``field`` when one
+input is at fault and ``allowed`` when its values are a closed set. Messages never carry a
+secret value: they come from typed errors whose messages are built from ids and names only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+
+from llmbilling.api.observability import Metrics
+from llmbilling.core.provisioning import (
+    MissingByokCredentialError,
+    MissingModelError,
+    MissingPlatformProxyError,
+)
+from llmbilling.errors import DocumentError, InvalidInputError, LlmBillingError
+from llmbilling.service.errors import (
+    AlreadyExistsError,
+    OrgNotFoundError,
+    PreconditionFailedError,
+    WorkspaceNotFoundError,
+)
+from llmbilling.service.tokens import TokenNotFoundError
+from llmbilling.store.errors import SchemaNotCurrentError, StoreUnavailableError
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+INTERNAL_ERROR_CODE = "INTERNAL_ERROR"
+
+log = structlog.get_logger("llmbilling.api")
+
+
+class UnauthenticatedError(LlmBillingError):
+    """No bearer token, or one that is unknown or revoked."""
+
+    code = "UNAUTHENTICATED"
+
+    def __init__(self) -> None:
+        super().__init__("a valid bearer token is required (Authorization: Bearer <token>)")
+
+
+class ForbiddenError(LlmBillingError):
+    """The token may see the object but its scope does not allow this action."""
+
+    code = "FORBIDDEN"
+
+    def __init__(self, needed: str) -> None:
+        super().__init__(f"this token's scope does not allow {needed}")
+
+
+class RouteNotFoundError(LlmBillingError):
+    code = "NOT_FOUND"
+
+
+class MethodNotAllowedError(LlmBillingError):
+    code = "METHOD_NOT_ALLOWED"
+
+
+_STATUS_BY_ERROR: tuple[tuple[type[LlmBillingError], int], ...] = (
+    (InvalidInputError, 400),
+    (UnauthenticatedError, 401),
+    (ForbiddenError, 403),
+    (WorkspaceNotFoundError, 404),
+    (OrgNotFoundError, 404),
+    (TokenNotFoundError, 404),
+    (RouteNotFoundError, 404),
+    (MethodNotAllowedError, 405),
+    (AlreadyExistsError, 409),
+    # The stored state cannot be provisioned as it stands: the caller fixes the state.
+    (MissingByokCredentialError, 409),
+    (MissingPlatformProxyError, 409),
+    (PreconditionFailedError, 412),
+    # The request (or the workspace) names no model: the caller supplies one.
+    (MissingModelError, 422),
+    (StoreUnavailableError, 503),
+    (SchemaNotCurrentError, 503),
+    (DocumentError, 503),
+)
+
+
+def status_for(error: LlmBillingError) -> int:
+    """The HTTP status of a typed error; anything unlisted is a server fault (500)."""
+    for error_type, status in _STATUS_BY_ERROR:
+        if isinstance(error, error_type):
+            return status
+    return 500
+
+
+def problem_body(
+    status: int, code: str, message: str, *, field: str | None = None, allowed: Any = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": f"urn:llmbilling:problem:{code.lower().replace('_', '-')}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "code": code,
+        "message": message,
+    }
+    if field is not None:
+        body["field"] = field
+    if allowed is not None:
+        body["allowed"] = list(allowed)
+    return body
+
+
+def problem_response(
+    request: Request | None,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    field: str | None = None,
+    allowed: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A problem response, counted in the errors metric by code."""
+    if request is not None:
+        metrics: Metrics = request.app.state.metrics
+        metrics.count_error(code)
+    return JSONResponse(
+        problem_body(status, code, message, field=field, allowed=allowed),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=dict(headers or {}),
+    )
+
+
+def error_response(request: Request, error: LlmBillingError) -> Response:
+    status = status_for(error)
+    if status >= 500:
+        log.error("request_failed", code=error.code, error_message=error.message)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    field = error.field if isinstance(error, InvalidInputError) else None
+    allowed = error.allowed if isinstance(error, InvalidInputError) else None
+    return problem_response(
+        request, status, error.code, error.message, field=field, allowed=allowed, headers=headers
+    )
+
+
+async def _typed_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, LlmBillingError)
+    return error_response(request, error)
+
+
+async def _validation_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    first: Mapping[str, Any] = error.errors()[0] if error.errors() else {}
+    location = [str(part) for part in first.get("loc", ())]
+    # ("path", "workspace_id") names the parameter; a whole-body problem names "body".
+    field = location[-1] if location else "request"
+    problem = str(first.get("msg", "is not valid"))
+    return error_response(request, InvalidInputError(field, problem))
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    headers = dict(error.headers or {})
+    if error.status_code == 404:
+        return problem_response(
+            request, 404, RouteNotFoundError.code, f"no route {request.url.path}"
+        )
+    if error.status_code == 405:
+        return problem_response(
+            request,
+            405,
+            MethodNotAllowedError.code,
+            f"{request.method} is not allowed on {request.url.path}",
+            headers=headers,
+        )
+    code = f"HTTP_{error.status_code}"
+    return problem_response(request, error.status_code, code, str(error.detail), headers=headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(LlmBillingError, _typed_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+
+
+# --- the OpenAPI side --------------------------------------------------------------------------
+
+_DESCRIPTIONS: Mapping[int, str] = {
+    400: "Bad input: a malformed id, an unknown mode or source, a bad cursor or body.",
+    401: "No bearer token, or an unknown or revoked one.",
+    403: "The token can see this org but its scope does not allow the action.",
+    404: "No such object, or one outside the token's org (never confirmed either way).",
+    409: "The workspace's stored state cannot be provisioned (missing credential or proxy).",
+    412: "If-Match did not name the current ETag: the state changed since it was read.",
+    422: "No effective model: neither the request, the workspace nor its secrets name one.",
+    500: "An unexpected server fault.",
+    503: "The store (or the provider registry) cannot answer; retry later.",
+}
+PROBLEM_SCHEMA: Mapping[str, Any] = {
+    "type": "object",
+    "title": "Problem",
+    "description": "RFC 9457 problem details, with our stable code.",
+    "required": ["type", "title", "status", "code", "message"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "code": {"type": "string"},
+        "message": {"type": "string"},
+        "field": {"type": "string"},
+        "allowed": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for problem statuses; :func:`declare_problems` gives
+    them their problem JSON body."""
+    return {status: {"description": _DESCRIPTIONS[status]} for status in statuses}
+
+
+def declare_problems(document: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite a generated OpenAPI document so every error status is problem JSON, and drop
+    FastAPI's default 422 (our validation errors answer 400 problems)."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = dict(PROBLEM_SCHEMA)
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            responses: dict[str, Any] = operation.get("responses", {})
+            if responses.get("422", {}).get("description") == "Validation Error":
+                del responses["422"]
+            for status, response in responses.items():
+                if status.isdigit() and int(status) >= 400:
+                    response["content"] = {
+                        PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}
+                    }
+    return document

@@ -1,0 +1,23 @@
+"""The JSON API's routers, one module per resource."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from llmbilling.api.routes import (
+    audit_log,
+    health,
+    org_defaults,
+    org_workspaces,
+    provision_env,
+    workspace_billing,
+)
+
+ROUTERS: tuple[APIRouter, ...] = (
+    workspace_billing.router,
+    org_defaults.router,
+    org_workspaces.router,
+    provision_env.router,
+    audit_log.router,
+    health.router,
+)

@@ -1,0 +1,97 @@
+"""``/v1/orgs/{id}/llm-billing-mode-default``: the org default, raw and recognized."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Path
+from starlette.responses import JSONResponse, Response
+
+from llmbilling.api.access import require, require_readable_org
+from llmbilling.api.dependencies import Audit, Caller, Context
+from llmbilling.api.etags import IfMatch, org_etag
+from llmbilling.api.problems import problem_responses
+from llmbilling.api.schemas import OrgDefault, SetOrgDefault
+from llmbilling.service import admin
+from llmbilling.service.admin import OrgView
+from llmbilling.service.context import ServiceContext
+from llmbilling.service.errors import PreconditionFailedError
+
+router = APIRouter(prefix="/v1/orgs", tags=["orgs"])
+PATH = "/{org_id}/llm-billing-mode-default"
+
+OrgId = Annotated[UUID, Path(description="Organization id (UUID).")]
+IfMatchHeader = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description="The ETag of the org default you read: the write happens only if current.",
+    ),
+]
+_ETAG_HEADER: dict[str, Any] = {
+    "ETag": {"description": "Changes with every write of the org.", "schema": {"type": "string"}}
+}
+
+
+@router.get(
+    PATH,
+    summary="The org default billing mode",
+    response_model=OrgDefault,
+    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(400, 401, 404, 500, 503)},
+)
+def get_org_default(org_id: OrgId, context: Context, caller: Caller) -> Response:
+    require_readable_org(caller, org_id)
+    return _org_default_response(admin.get_org(context, org_id))
+
+
+@router.put(
+    PATH,
+    summary="Set (or, with null, remove) the org default",
+    response_model=OrgDefault,
+    responses={
+        200: {"headers": _ETAG_HEADER},
+        **problem_responses(400, 401, 403, 404, 412, 500, 503),
+    },
+)
+def set_org_default(
+    org_id: OrgId,
+    body: SetOrgDefault,
+    context: Context,
+    caller: Caller,
+    audit: Audit,
+    if_match: IfMatchHeader = None,
+) -> Response:
+    require_readable_org(caller, org_id)
+    require(caller.can_write(org_id), "changing this org's default")
+    admin.parse_org_default(body.mode)
+    expected = _expected_version(context, org_id, IfMatch.parse(if_match))
+    org = admin.set_org_default(
+        context, org_id, body.mode, audit_context=audit, expected_version=expected
+    )
+    return _org_default_response(org)
+
+
+def _expected_version(
+    context: ServiceContext, org_id: UUID, if_match: IfMatch | None
+) -> int | None:
+    if if_match is None or if_match.any_version:
+        return None
+    listed = if_match.org_versions()
+    if len(listed) == 1:
+        return listed[0]
+    if listed:
+        current = admin.get_org(context, org_id).row_version
+        if current in listed:
+            return current
+    raise PreconditionFailedError(f"organization {org_id}")
+
+
+def _org_default_response(org: OrgView) -> Response:
+    recognized = org.billing_mode_default
+    body = {
+        "org_id": str(org.id),
+        "raw": org.billing_mode_default_raw,
+        "recognized": None if recognized is None else recognized.value,
+    }
+    return JSONResponse(body, headers={"ETag": org_etag(org.row_version)})

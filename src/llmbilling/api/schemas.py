@@ -1,0 +1,177 @@
+"""Request and response bodies, as pydantic models: they are the OpenAPI document's schemas.
+
+Responses are built from the core's and the service's own ``to_dict`` wire shapes; these
+models describe those shapes exactly (the schema fuzz test checks every response against them).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmbilling.core.modes import (
+    MODE_VALUES,
+    BillingMode,
+    DecisionSource,
+    DerivationOutcome,
+    RungName,
+    RungStatus,
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- the decision record (spec §2) -------------------------------------------------------------
+
+
+class OrgDefaultModel(_Model):
+    raw: str | None = Field(description="The org default as configured, unnormalized.")
+    recognized: BillingMode | None = Field(description="The mode it normalizes to, or null.")
+
+
+class DerivationModel(_Model):
+    outcome: DerivationOutcome
+    detail: str
+
+
+class TraceEntryModel(_Model):
+    rung: RungName
+    status: RungStatus
+    why: str
+
+
+class DecisionErrorModel(_Model):
+    code: str
+    message: str
+
+
+class DeploymentModel(_Model):
+    proxy_configured: bool
+    default_mode: BillingMode
+
+
+class VersionsModel(_Model):
+    policy: str = Field(description="Content hash of the precedence policy.")
+    registry: str | None = Field(description="Content hash of the provider registry.")
+
+
+class Decision(_Model):
+    """The decision record of spec §2."""
+
+    workspace_id: str | None
+    mode: BillingMode
+    source: DecisionSource
+    workspace_override: BillingMode | None
+    org_default: OrgDefaultModel
+    provider: str | None
+    derivation: DerivationModel
+    trace: list[TraceEntryModel]
+    error: DecisionErrorModel | None
+    deployment: DeploymentModel
+    versions: VersionsModel
+
+
+class SetOverride(_Model):
+    mode: str = Field(
+        description="One of the three modes, exactly.",
+        json_schema_extra={"enum": list(MODE_VALUES)},
+    )
+
+
+# --- orgs ---------------------------------------------------------------------------------------
+
+
+class OrgDefault(_Model):
+    org_id: str
+    raw: str | None = Field(description="As stored; null when the org has no default.")
+    recognized: BillingMode | None = Field(description="What the raw text normalizes to.")
+
+
+class SetOrgDefault(_Model):
+    mode: str | None = Field(
+        description=(
+            "Any text that normalizes (trim, lowercase) to a mode; stored as given."
+            " null removes the default."
+        )
+    )
+
+
+class Workspace(_Model):
+    id: str
+    org_id: str
+    name: str | None
+    runtime: str
+    model: str | None
+    llm_billing_mode: str | None = Field(description="The stored override (null = inherit).")
+
+
+class WorkspaceWithDecision(_Model):
+    workspace: Workspace
+    decision: Decision
+
+
+class WorkspacePage(_Model):
+    items: list[WorkspaceWithDecision]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+# --- provisioning ------------------------------------------------------------------------------
+
+
+class ProvisionRequest(_Model):
+    model: str | None = Field(
+        default=None, description="The model of this request; persisted to the workspace."
+    )
+
+
+class DecisionErrorCode(_Model):
+    code: str
+
+
+class ProvisionedEnv(_Model):
+    """The env a workspace's container starts with. ``env`` holds secret values."""
+
+    workspace_id: str | None
+    mode: BillingMode
+    source: DecisionSource
+    provider: str | None
+    model: str
+    env_names: list[str]
+    stripped: list[str]
+    foreign_credentials_kept: list[str]
+    warnings: list[str]
+    decision_error: DecisionErrorCode | None
+    flipped_from: BillingMode | None
+    provision_id: int
+    env: dict[str, str]
+
+
+# --- audit ---------------------------------------------------------------------------------------
+
+
+class AuditEntry(_Model):
+    id: int
+    occurred_at: datetime
+    actor: str = Field(description="`token:<token id>` for API callers.")
+    action: str
+    org_id: str | None
+    workspace_id: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    request_id: str
+
+
+class AuditPage(_Model):
+    items: list[AuditEntry]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
+
+
+# --- health --------------------------------------------------------------------------------------
+
+
+class Health(_Model):
+    status: str
