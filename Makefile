@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/llmbilling explain examples/workspaces.jsonl
+	$(VENV)/bin/llmbilling serve --demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -15,6 +15,8 @@ from llmbilling.cli import (
     policy_commands,
     registry_commands,
     resolve_command,
+    serve_command,
+    token_commands,
     whatif_command,
 )
 from llmbilling.errors import DocumentError, InvalidInputError, LlmBillingError
@@ -34,6 +36,8 @@ app.add_typer(registry_commands.registry_app, name="registry")
 app.add_typer(policy_commands.policy_app, name="policy")
 admin.register(app)
 app.command("whatif")(whatif_command.whatif)
+app.command("serve")(serve_command.serve)
+app.add_typer(token_commands.token_app, name="token")
 
 
 def exit_code_for(error: LlmBillingError) -> int:

@@ -1,0 +1,63 @@
+"""``llmbilling serve``: the admin HTTP service (JSON API, docs, metrics, console) on uvicorn.
+
+``--demo`` first seeds a small fleet into the embedded SQLite store when it holds no
+workspace, creates an admin token, and prints where to go and the token to use.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from llmbilling.api.app import create_app
+from llmbilling.api.observability import configure_logging
+from llmbilling.cli.store_options import DatabaseUrlOption, settings_from_flags
+from llmbilling.errors import InvalidInputError
+from llmbilling.service import admin
+from llmbilling.service.context import ServiceContext
+from llmbilling.service.demo import seed_demo_fleet
+from llmbilling.service.tokens import Scope, create_token
+
+DEMO_WORKSPACES = 200
+DEMO_SEED = 1
+
+
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help=f"Seed {DEMO_WORKSPACES} demo workspaces into an empty SQLite store, create an"
+            " admin token and print it with the console URL.",
+        ),
+    ] = False,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Serve the admin API until interrupted (logs: JSON lines on stderr)."""
+    configure_logging()
+    settings = settings_from_flags(database_url)
+    if demo and not settings.is_sqlite:
+        raise InvalidInputError(
+            "--demo", "seeds the embedded SQLite store only; use a sqlite:/// database URL"
+        )
+    context = ServiceContext.from_settings(settings)
+    try:
+        if demo:
+            token = _prepare_demo(context)
+            print(f"console: http://{host}:{port}/console/", flush=True)
+            print(f"admin token: {token}", flush=True)
+        app = create_app(settings, context=context)
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    finally:
+        context.close()
+
+
+def _prepare_demo(context: ServiceContext) -> str:
+    """Seed the demo fleet unless the store already holds workspaces; a new admin token."""
+    if not admin.list_workspaces(context, limit=1):
+        seed_demo_fleet(context, workspace_count=DEMO_WORKSPACES, seed=DEMO_SEED)
+    return create_token(context, scope=Scope.ADMIN, name="demo").token
