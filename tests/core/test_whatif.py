@@ -51,7 +51,7 @@ def test_2608_replay_dropping_the_org_rung_flags_fresh_workspaces_to_byok_withou
     comparison = compare(FRESH, CURRENT, P2B)
     assert comparison.current.mode.value == "platform_managed"
     assert comparison.proposed.mode.value == "byok"
-    assert DangerClass.TO_BYOK_WITHOUT_CREDENTIAL in comparison.dangers
+    assert DangerClass.TO_BYOK_WITHOUT_CREDENTIAL in comparison.change.dangers
 
 
 def test_a_workspace_with_its_own_key_moving_to_byok_is_not_flagged_missing_credential() -> None:
@@ -62,7 +62,7 @@ def test_a_workspace_with_its_own_key_moving_to_byok_is_not_flagged_missing_cred
     )
     comparison = compare(own_key, CURRENT, P2B)
     assert comparison.proposed.mode.value == "byok"
-    assert DangerClass.TO_BYOK_WITHOUT_CREDENTIAL not in comparison.dangers
+    assert DangerClass.TO_BYOK_WITHOUT_CREDENTIAL not in comparison.change.dangers
 
 
 def test_byok_to_platform_is_flagged_because_the_platform_starts_paying() -> None:
@@ -72,7 +72,7 @@ def test_byok_to_platform_is_flagged_because_the_platform_starts_paying() -> Non
         "byok",
         "platform_managed",
     )
-    assert DangerClass.BYOK_TO_PLATFORM in comparison.dangers
+    assert DangerClass.BYOK_TO_PLATFORM in comparison.change.dangers
 
 
 def test_to_platform_without_proxy_is_flagged_on_a_self_host_deployment() -> None:
@@ -81,7 +81,7 @@ def test_to_platform_without_proxy_is_flagged_on_a_self_host_deployment() -> Non
     )
     comparison = compare(self_host, CURRENT, P2B)
     assert comparison.proposed.mode.value == "platform_managed"
-    assert DangerClass.TO_PLATFORM_WITHOUT_PROXY in comparison.dangers
+    assert DangerClass.TO_PLATFORM_WITHOUT_PROXY in comparison.change.dangers
 
 
 def test_to_disabled_is_flagged() -> None:
@@ -90,21 +90,21 @@ def test_to_disabled_is_flagged() -> None:
     )
     comparison = compare(disabled_org, OWN_KEY, CURRENT)
     assert (comparison.current.mode.value, comparison.proposed.mode.value) == ("byok", "disabled")
-    assert comparison.dangers == (DangerClass.TO_DISABLED,)
+    assert comparison.change.dangers == (DangerClass.TO_DISABLED,)
 
 
 def test_an_unchanged_decision_has_no_danger_even_when_it_already_fails() -> None:
     already_failing = workspace(model="kimi-for-coding")  # byok without key, before and after
     comparison = compare(already_failing, CURRENT, P2B)
-    assert not comparison.mode_changed
-    assert comparison.dangers == ()
+    assert not comparison.change.mode_changed
+    assert comparison.change.dangers == ()
 
 
 def test_comparison_of_a_configuration_with_itself_never_changes() -> None:
     for inputs in (FRESH, workspace(model="opus"), workspace(override="byokk", model="x")):
         comparison = compare(inputs, CURRENT, CURRENT)
         assert comparison.current == comparison.proposed
-        assert comparison.dangers == ()
+        assert comparison.change.dangers == ()
 
 
 def fleet() -> list[tuple[str, str, ResolutionInput]]:
@@ -130,7 +130,7 @@ def fleet() -> list[tuple[str, str, ResolutionInput]]:
 def tally(samples: int = 20) -> WhatIfTally:
     result = WhatIfTally(CURRENT, P2B, samples_per_class=samples)
     for org_id, workspace_id, inputs in fleet():
-        result.add(org_id, workspace_id, compare(inputs, CURRENT, P2B))
+        result.add(org_id, workspace_id, compare(inputs, CURRENT, P2B).change)
     return result
 
 
@@ -190,7 +190,7 @@ def test_report_files_hold_the_same_counts(tmp_path: Path) -> None:
 @pytest.mark.parametrize("hostile", ["<script>alert(1)</script>", '"><img src=x>'])
 def test_html_report_escapes_workspace_ids(tmp_path: Path, hostile: str) -> None:
     result = WhatIfTally(CURRENT, P2B)
-    result.add("org", hostile, compare(FRESH, CURRENT, P2B))
+    result.add("org", hostile, compare(FRESH, CURRENT, P2B).change)
     write_report(result.report(), tmp_path)
     page = (tmp_path / "report.html").read_text()
     assert hostile not in page

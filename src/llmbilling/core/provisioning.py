@@ -493,10 +493,16 @@ def byok_credential_gap(
     With a derived vendor, one of its auth env names must be present (a provider listing none
     needs none); without one, a credential of any registry provider will do.
     """
-    if provider is None:
-        if registry.all_auth_env and not present & registry.all_auth_env:
-            return MissingByokCredentialError(None, tuple(sorted(registry.all_auth_env)))
+    if not byok_credential_missing(provider, present, registry):
         return None
-    if provider.auth_env and not present & provider.auth_env:
-        return MissingByokCredentialError(provider.id, tuple(sorted(provider.auth_env)))
-    return None
+    if provider is None:
+        return MissingByokCredentialError(None, tuple(sorted(registry.all_auth_env)))
+    return MissingByokCredentialError(provider.id, tuple(sorted(provider.auth_env)))
+
+
+def byok_credential_missing(
+    provider: ProviderInfo | None, present: frozenset[str], registry: CompiledRegistry
+) -> bool:
+    """Whether :func:`byok_credential_gap` would report a gap (cheap: no error is built)."""
+    needed = registry.all_auth_env if provider is None else provider.auth_env
+    return bool(needed) and not present & needed

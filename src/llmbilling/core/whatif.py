@@ -8,6 +8,7 @@ hurt at the next provision or bill: they are what a deploy gate fails on.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -16,7 +17,7 @@ from typing import TypeVar
 from llmbilling.core.decision import ChainOutcome, OverrideReadFailure, ResolutionInput
 from llmbilling.core.modes import BillingMode
 from llmbilling.core.policy import CompiledPolicy
-from llmbilling.core.provisioning import byok_credential_gap, derived_vendor
+from llmbilling.core.provisioning import byok_credential_missing, derived_vendor
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.core.resolve import relevant_auth_env, resolve_billing_mode
 
@@ -27,6 +28,9 @@ class Configuration:
 
     policy: CompiledPolicy
     registry: CompiledRegistry | None
+
+
+Transition = tuple[str, str]
 
 
 class DangerClass(StrEnum):
@@ -40,19 +44,32 @@ class DangerClass(StrEnum):
     """The workspace loses LLM access."""
 
 
-@dataclass(frozen=True, slots=True)
-class Comparison:
-    current: ChainOutcome
-    proposed: ChainOutcome
+@dataclass(frozen=True, slots=True, eq=False)
+class Change:
+    """What a comparison amounts to for a report: the mode and source transitions, as
+    (before, after) wire values, and the danger classes. Few distinct values per fleet, each
+    one shared object (see :func:`_change`), so it is compared and hashed by identity."""
+
+    mode_transition: Transition
+    source_transition: Transition
     dangers: tuple[DangerClass, ...]
 
     @property
     def mode_changed(self) -> bool:
-        return self.current.mode is not self.proposed.mode
+        return self.mode_transition[0] != self.mode_transition[1]
 
     @property
     def source_changed(self) -> bool:
-        return self.current.source is not self.proposed.source
+        return self.source_transition[0] != self.source_transition[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One input decided under both configurations, and what changed."""
+
+    current: ChainOutcome
+    proposed: ChainOutcome
+    change: Change
 
 
 def compare(inputs: ResolutionInput, current: Configuration, proposed: Configuration) -> Comparison:
@@ -96,9 +113,18 @@ def _compare(
     )
     before = resolve_billing_mode(inputs, current.registry, current.policy).outcome
     after = resolve_billing_mode(inputs, proposed.registry, proposed.policy).outcome
-    return Comparison(
-        before, after, _dangers(before, after, auth_env, proxy_configured, current, proposed)
+    change = _change(
+        (before.mode.value, after.mode.value),
+        (before.source.value, after.source.value),
+        _dangers(before, after, auth_env, proxy_configured, current, proposed),
     )
+    return Comparison(before, after, change)
+
+
+@lru_cache(maxsize=1024)
+def _change(mode: Transition, source: Transition, dangers: tuple[DangerClass, ...]) -> Change:
+    # One shared object per distinct change: tallies and memos then hold a few of them.
+    return Change(mode, source, dangers)
 
 
 def _dangers(
@@ -135,16 +161,12 @@ def _provision_fails_for_credential(
     if outcome.mode is not BillingMode.BYOK or registry is None:
         return False
     provider = derived_vendor(outcome.source, outcome.provider, registry)
-    return byok_credential_gap(provider, auth_env, registry) is not None
+    return byok_credential_missing(provider, auth_env, registry)
 
 
 def clear_comparison_memo() -> None:
     """Forget memoized comparisons (benchmarks use it)."""
     _compare.cache_clear()
-
-
-Transition = tuple[str, str]
-_Key = TypeVar("_Key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,63 +191,84 @@ class WhatIfReport:
 
 
 class WhatIfTally:
-    """Folds comparisons into a :class:`WhatIfReport`; keeps ``samples_per_class`` ids each."""
+    """Folds changes into a :class:`WhatIfReport`, keeping ``samples_per_class`` ids per
+    changed mode transition and per danger class.
+
+    Ids may be any hashable value (a store's raw id, say); ``format_id`` turns them into the
+    report's text, once, when the report is made. Per row the tally bumps two counters, and
+    holds only counts per distinct change and per org: memory does not grow with the fleet.
+    """
 
     def __init__(
-        self, current: Configuration, proposed: Configuration, samples_per_class: int = 20
+        self,
+        current: Configuration,
+        proposed: Configuration,
+        samples_per_class: int = 20,
+        format_id: Callable[[Hashable], str] = str,
     ) -> None:
         self._current = current
         self._proposed = proposed
         self._samples_per_class = samples_per_class
+        self._format_id = format_id
         self.total = 0
-        self._changed = 0
-        self._mode: Counter[Transition] = Counter()
-        self._source: Counter[Transition] = Counter()
-        self._dangers: Counter[DangerClass] = Counter()
-        self._org_mode: dict[str, Counter[Transition]] = {}
-        self._org_dangers: dict[str, Counter[DangerClass]] = {}
-        self._mode_samples: dict[Transition, list[str]] = {}
-        self._danger_samples: dict[DangerClass, list[str]] = {}
+        self._by_change: dict[Change, int] = {}
+        self._org_modes: dict[Hashable, dict[Transition, int]] = {}
+        self._org_dangers: dict[Hashable, dict[DangerClass, int]] = {}
+        self._mode_samples: dict[Transition, list[Hashable]] = {}
+        self._danger_samples: dict[DangerClass, list[Hashable]] = {}
 
-    def add(self, org_id: str, workspace_id: str, comparison: Comparison) -> None:
+    def add(self, org_id: Hashable, workspace_id: Hashable, change: Change) -> None:
         self.total += 1
-        mode = (comparison.current.mode.value, comparison.proposed.mode.value)
-        source = (comparison.current.source.value, comparison.proposed.source.value)
-        self._mode[mode] += 1
-        self._source[source] += 1
-        org_modes = self._org_mode.get(org_id)
+        by_change = self._by_change
+        by_change[change] = by_change.get(change, 0) + 1
+        org_modes = self._org_modes.get(org_id)
         if org_modes is None:
-            org_modes = self._org_mode[org_id] = Counter()
-        org_modes[mode] += 1
-        if comparison.mode_changed or comparison.source_changed:
-            self._changed += 1
-        if comparison.mode_changed:
-            _sample(self._mode_samples, mode, workspace_id, self._samples_per_class)
-        for danger in comparison.dangers:
-            self._dangers[danger] += 1
-            self._org_dangers.setdefault(org_id, Counter())[danger] += 1
-            _sample(self._danger_samples, danger, workspace_id, self._samples_per_class)
+            org_modes = self._org_modes[org_id] = {}
+        transition = change.mode_transition
+        org_modes[transition] = org_modes.get(transition, 0) + 1
+        if change.mode_changed:
+            self._sample(self._mode_samples, transition, workspace_id)
+        for danger in change.dangers:
+            org_dangers = self._org_dangers.setdefault(org_id, {})
+            org_dangers[danger] = org_dangers.get(danger, 0) + 1
+            self._sample(self._danger_samples, danger, workspace_id)
+
+    def _sample(
+        self, samples: dict[_Key, list[Hashable]], key: _Key, workspace_id: Hashable
+    ) -> None:
+        bucket = samples.setdefault(key, [])
+        if len(bucket) < self._samples_per_class:
+            bucket.append(workspace_id)
 
     def report(self) -> WhatIfReport:
+        modes: Counter[Transition] = Counter()
+        sources: Counter[Transition] = Counter()
+        dangers: Counter[DangerClass] = Counter()
+        changed = 0
+        for change, count in self._by_change.items():
+            modes[change.mode_transition] += count
+            sources[change.source_transition] += count
+            for danger in change.dangers:
+                dangers[danger] += count
+            if change.mode_changed or change.source_changed:
+                changed += count
+        name = self._format_id
         return WhatIfReport(
             total=self.total,
-            changed=self._changed,
-            mode_transitions=dict(self._mode),
-            source_transitions=dict(self._source),
-            dangers={danger: self._dangers.get(danger, 0) for danger in DangerClass},
-            per_org_mode_transitions={org: dict(c) for org, c in self._org_mode.items()},
-            per_org_dangers={org: dict(c) for org, c in self._org_dangers.items()},
-            mode_samples={key: tuple(ids) for key, ids in self._mode_samples.items()},
-            danger_samples={key: tuple(ids) for key, ids in self._danger_samples.items()},
+            changed=changed,
+            mode_transitions=dict(modes),
+            source_transitions=dict(sources),
+            dangers={danger: dangers.get(danger, 0) for danger in DangerClass},
+            per_org_mode_transitions={name(o): dict(c) for o, c in self._org_modes.items()},
+            per_org_dangers={name(o): dict(c) for o, c in self._org_dangers.items()},
+            mode_samples={k: tuple(map(name, ids)) for k, ids in self._mode_samples.items()},
+            danger_samples={k: tuple(map(name, ids)) for k, ids in self._danger_samples.items()},
             current_versions=_versions(self._current),
             proposed_versions=_versions(self._proposed),
         )
 
 
-def _sample(samples: dict[_Key, list[str]], key: _Key, workspace_id: str, limit: int) -> None:
-    bucket = samples.setdefault(key, [])
-    if len(bucket) < limit:
-        bucket.append(workspace_id)
+_Key = TypeVar("_Key")
 
 
 def _versions(configuration: Configuration) -> tuple[str, str | None]:

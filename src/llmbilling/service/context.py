@@ -6,7 +6,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from sqlalchemy import Connection
@@ -33,6 +33,11 @@ class DeploymentInputs:
 
     proxy: ProxySettings
     org_default: str | None
+    proxy_configured: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Read on every decision; settled once here.
+        object.__setattr__(self, "proxy_configured", self.proxy.configured)
 
 
 class ServiceContext:

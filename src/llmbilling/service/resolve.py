@@ -113,19 +113,38 @@ def decide(
 def inputs_from_state(
     context: ServiceContext, state: WorkspaceState, model: str | None, auth_env: frozenset[str]
 ) -> ResolutionInput:
-    """A decision's inputs from stored state; the deployment supplies the proxy and the org
-    default of orgs that store none."""
-    org_default = (
-        state.org_default if state.org_default is not None else context.deployment.org_default
-    )
-    return ResolutionInput(
+    """A decision's inputs from stored state and its effective model."""
+    return stored_inputs(
+        context,
         workspace_id=str(state.workspace_id),
         override=state.override,
-        org_default=org_default,
+        org_default=state.org_default,
         runtime=state.runtime,
         model=model,
         auth_env=auth_env,
-        proxy_configured=context.deployment.proxy.configured,
+    )
+
+
+def stored_inputs(
+    context: ServiceContext,
+    *,
+    workspace_id: str,
+    override: str | None,
+    org_default: str | None,
+    runtime: str | None,
+    model: str | None,
+    auth_env: frozenset[str],
+) -> ResolutionInput:
+    """A decision's inputs from stored columns; the deployment supplies the proxy, and the
+    org default of orgs that store none (spec §5)."""
+    return ResolutionInput(
+        workspace_id=workspace_id,
+        override=override,
+        org_default=org_default if org_default is not None else context.deployment.org_default,
+        runtime=runtime,
+        model=model,
+        auth_env=auth_env,
+        proxy_configured=context.deployment.proxy_configured,
     )
 
 
@@ -162,5 +181,5 @@ def unreadable_inputs(context: ServiceContext, workspace_id: UUID, message: str)
         runtime=None,
         model=None,
         auth_env=frozenset(),
-        proxy_configured=context.deployment.proxy.configured,
+        proxy_configured=context.deployment.proxy_configured,
     )

@@ -1,26 +1,41 @@
 """Fleet what-if over the store: stream every workspace, decide it under the current and a
 proposed configuration, tally. Memory stays flat in fleet size: rows arrive in keyset pages and
-only counts and bounded samples are kept."""
+only counts, bounded samples and a bounded memo are kept.
+
+Per row the work is a dict probe: rows with the same stored inputs share one comparison, and
+the comparison of a new combination is itself cheap because the resolver memoizes each rung.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from llmbilling.core.policy import CompiledPolicy
+from llmbilling.core.provisioning import effective_model
 from llmbilling.core.registry import CompiledRegistry
-from llmbilling.core.whatif import Configuration, WhatIfReport, WhatIfTally, compare
+from llmbilling.core.resolve import relevant_auth_env
+from llmbilling.core.whatif import Change, Configuration, WhatIfReport, WhatIfTally, compare
 from llmbilling.service.context import ServiceContext, parse_id
-from llmbilling.service.resolve import read_path_inputs
+from llmbilling.service.resolve import read_path_inputs, stored_inputs
 from llmbilling.store.engine import describe_database_error
 from llmbilling.store.errors import StoreUnavailableError
 from llmbilling.store.tables import workspaces
-from llmbilling.store.workspace_read import WorkspaceState, read_workspace_states
+from llmbilling.store.workspace_read import (
+    as_uuid,
+    read_fleet_page,
+    split_secret_names,
+    state_from_fleet_row,
+)
 
 WHATIF_PAGE_SIZE = 5000
+# Distinct stored-input combinations remembered at once; the memo is dropped when full, which
+# bounds memory whatever the fleet's variety (a dropped entry is only recomputed).
+MEMO_LIMIT = 200_000
 
 
 def current_configuration(context: ServiceContext) -> Configuration:
@@ -51,22 +66,19 @@ def count_workspaces(context: ServiceContext, org_id: str | UUID | None = None) 
         raise StoreUnavailableError(describe_database_error(error, context.store.url)) from None
 
 
-def stream_workspace_states(
+def stream_fleet_rows(
     context: ServiceContext, org_id: UUID | None = None, page_size: int = WHATIF_PAGE_SIZE
-) -> Iterator[WorkspaceState]:
-    """Every stored workspace (of one org, if given) in id order, one keyset page at a time."""
+) -> Iterator[Sequence[Any]]:
+    """Every stored workspace's raw row (of one org, if given) in id order, page by page."""
     after: UUID | None = None
     try:
         with context.store.read_engine.connect() as connection:
             while True:
-                page = read_workspace_states(
-                    connection, org_id=org_id, after=after, limit=page_size
-                )
-                for state, _name in page:
-                    yield state
+                page = read_fleet_page(connection, org_id=org_id, after=after, limit=page_size)
+                yield from page
                 if len(page) < page_size:
                     return
-                after = page[-1][0].workspace_id
+                after = as_uuid(page[-1][0])
     except SQLAlchemyError as error:
         raise StoreUnavailableError(describe_database_error(error, context.store.url)) from None
 
@@ -83,17 +95,68 @@ def run_whatif(
 ) -> WhatIfReport:
     """Decide every workspace under the current configuration and ``proposed``; tally.
 
-    ``on_progress`` is called with the number of workspaces done, every ``progress_every``
-    rows and at the end. Raises :class:`StoreUnavailableError` when the store fails.
+    Each workspace is decided exactly as the read path decides it. ``on_progress`` is called
+    with the number of workspaces done, every ``progress_every`` rows and at the end. Raises
+    :class:`StoreUnavailableError` when the store fails.
     """
     parsed_org = None if org_id is None else parse_id("org_id", org_id)
     current = current_configuration(context)
-    tally = WhatIfTally(current, proposed, samples_per_class=samples_per_class)
-    for state in stream_workspace_states(context, parsed_org, page_size):
-        inputs = read_path_inputs(context, state)
-        tally.add(str(state.org_id), str(state.workspace_id), compare(inputs, current, proposed))
+    tally = WhatIfTally(current, proposed, samples_per_class, format_id=_format_id)
+    memo: dict[tuple[Any, ...], Change] = {}
+    credentials = _CredentialNames(current, proposed)
+    for row in stream_fleet_rows(context, parsed_org, page_size):
+        workspace_id, org, override, runtime, model, org_default = row[:6]
+        workspace_names, org_names, workspace_models, org_models = row[8:12]
+        if workspace_models is not None or org_models is not None:
+            # The model lives in sealed MOLECULE_MODEL/MODEL secrets: decide this row alone.
+            inputs = read_path_inputs(context, state_from_fleet_row(row))
+            change = compare(inputs, current, proposed).change
+        else:
+            workspace_credentials = credentials.of(workspace_names)
+            org_credentials = credentials.of(org_names)
+            key = (override, org_default, runtime, model, workspace_credentials, org_credentials)
+            found = memo.get(key)
+            if found is None:
+                if len(memo) >= MEMO_LIMIT:
+                    memo.clear()
+                inputs = stored_inputs(
+                    context,
+                    workspace_id=str(workspace_id),
+                    override=override,
+                    org_default=org_default,
+                    runtime=runtime,
+                    model=effective_model(None, model, {}),
+                    auth_env=workspace_credentials | org_credentials,
+                )
+                found = memo[key] = compare(inputs, current, proposed).change
+            change = found
+        tally.add(org, workspace_id, change)
         if on_progress is not None and tally.total % progress_every == 0:
             on_progress(tally.total)
     if on_progress is not None:
         on_progress(tally.total)
     return tally.report()
+
+
+class _CredentialNames:
+    """The credential names (under either configuration's registry) in an aggregated list of
+    secret names, remembered per distinct list: other secrets must not split the memo."""
+
+    def __init__(self, current: Configuration, proposed: Configuration) -> None:
+        self._registries = (current.registry, proposed.registry)
+        self._seen: dict[str | None, frozenset[str]] = {}
+
+    def of(self, aggregated: str | None) -> frozenset[str]:
+        found = self._seen.get(aggregated)
+        if found is None:
+            if len(self._seen) >= MEMO_LIMIT:
+                self._seen.clear()
+            names = split_secret_names(aggregated)
+            found = self._seen[aggregated] = frozenset().union(
+                *(relevant_auth_env(names, registry) for registry in self._registries)
+            )
+        return found
+
+
+def _format_id(raw: Hashable) -> str:
+    return str(as_uuid(raw))

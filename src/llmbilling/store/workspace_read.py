@@ -10,12 +10,13 @@ as provisioning. The statement is compiled once per dialect and reused as SQL te
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Connection,
     Dialect,
@@ -196,6 +197,58 @@ def workspace_states_page_statement(dialect: str, by_org: bool, after: bool) -> 
     return statement
 
 
+@cache
+def fleet_page_statement(dialect: str, by_org: bool, after: bool) -> TextualSelect:
+    """:func:`workspace_states_page_statement` without the name, frozen into SQL text whose
+    results are the driver's raw values: a fleet scan skips SQLAlchemy's per-row conversions
+    (ids stay as the driver returns them: hex text on SQLite, ``UUID`` on PostgreSQL)."""
+    statement = (
+        select(workspaces.c.id, *_state_columns(dialect))
+        .select_from(_FROM)
+        .order_by(workspaces.c.id)
+    )
+    if by_org:
+        statement = statement.where(
+            workspaces.c.org_id == bindparam("org_id", type_=workspaces.c.org_id.type)
+        )
+    if after:
+        statement = statement.where(
+            workspaces.c.id > bindparam("after_id", type_=workspaces.c.id.type)
+        )
+    # LIMIT is appended as text: SQLite's compiler would pair a bound LIMIT with an OFFSET.
+    sql = str(statement.compile(dialect=_named_parameter_dialect(dialect))) + " LIMIT :page_size"
+    parameters: list[BindParameter[Any]] = [bindparam("page_size", type_=Integer())]
+    if by_org:
+        parameters.append(bindparam("org_id", type_=Uuid()))
+    if after:
+        parameters.append(bindparam("after_id", type_=Uuid()))
+    return text(sql).bindparams(*parameters).columns()
+
+
+def read_fleet_page(
+    connection: Connection, *, org_id: UUID | None, after: UUID | None, limit: int
+) -> Sequence[Sequence[Any]]:
+    """One page of raw fleet rows in id order: (id, then the state columns). Decode a row with
+    :func:`state_from_fleet_row` where a full :class:`WorkspaceState` is needed."""
+    statement = fleet_page_statement(connection.dialect.name, org_id is not None, after is not None)
+    parameters: dict[str, object] = {"page_size": limit}
+    if org_id is not None:
+        parameters["org_id"] = org_id
+    if after is not None:
+        parameters["after_id"] = after
+    return connection.execute(statement, parameters).all()
+
+
+def as_uuid(raw: object) -> UUID:
+    """A raw id from :func:`read_fleet_page` (UUID, or hex text on SQLite) as a UUID."""
+    return raw if isinstance(raw, UUID) else UUID(str(raw))
+
+
+def state_from_fleet_row(row: Sequence[Any]) -> WorkspaceState:
+    state = _state(as_uuid(row[0]), row[1:])
+    return replace(state, org_id=as_uuid(state.org_id))
+
+
 def read_workspace_state(connection: Connection, workspace_id: UUID) -> WorkspaceState | None:
     """Run the one statement; None when no such workspace exists. Database errors propagate."""
     statement = workspace_state_statement(connection.dialect.name)
@@ -241,15 +294,16 @@ def _state(workspace_id: UUID, row: Sequence[Any]) -> WorkspaceState:
         runtime=runtime,
         model=model,
         org_default=org_default,
-        workspace_secret_names=_split_names(ws_names),
-        org_secret_names=_split_names(org_names),
+        workspace_secret_names=split_secret_names(ws_names),
+        org_secret_names=split_secret_names(org_names),
         model_secrets=_unpack("workspace", ws_models) + _unpack("org", org_models),
         workspace_version=workspace_version,
         org_version=org_version,
     )
 
 
-def _split_names(aggregated: str | None) -> frozenset[str]:
+def split_secret_names(aggregated: str | None) -> frozenset[str]:
+    """The secret names of one aggregated column of the read statements."""
     return frozenset(aggregated.split(_LIST_SEPARATOR)) if aggregated else frozenset()
 
 
