@@ -22,7 +22,7 @@ from llmbilling.service.context import ServiceContext, parse_id
 from llmbilling.service.errors import WorkspaceNotFoundError
 from llmbilling.store.crypto import SecretLocation
 from llmbilling.store.engine import describe_database_error
-from llmbilling.store.workspace_read import WorkspaceState, read_workspace_state
+from llmbilling.store.workspace_read import SealedSecret, WorkspaceState, read_workspace_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,15 +153,34 @@ def stored_effective_model(context: ServiceContext, state: WorkspaceState) -> st
 
     Decrypts only the ``MOLECULE_MODEL``/``MODEL`` secrets, and only when the row has no model.
     """
-    if not state.model_secrets:
-        return effective_model(None, state.model, {})
+    return sealed_effective_model(
+        context,
+        workspace_id=state.workspace_id,
+        org_id=state.org_id,
+        model=state.model,
+        model_secrets=state.model_secrets,
+    )
+
+
+def sealed_effective_model(
+    context: ServiceContext,
+    *,
+    workspace_id: UUID,
+    org_id: UUID,
+    model: str | None,
+    model_secrets: tuple[SealedSecret, ...],
+) -> str | None:
+    """:func:`stored_effective_model` over stored columns: the workspace's model, else its
+    sealed ``MOLECULE_MODEL``/``MODEL`` secrets (workspace scope over org scope), decrypted."""
+    if not model_secrets:
+        return effective_model(None, model, {})
     scoped: dict[str, dict[str, str]] = {"org": {}, "workspace": {}}
-    for sealed in state.model_secrets:
-        owner = state.workspace_id if sealed.scope == "workspace" else state.org_id
+    for sealed in model_secrets:
+        owner = workspace_id if sealed.scope == "workspace" else org_id
         location = SecretLocation(sealed.scope, owner, sealed.name)
         scoped[sealed.scope][sealed.name] = context.key_ring.decrypt(sealed.value, location)
     merged: dict[str, SecretValue] = merge_secret_scopes(scoped["org"], scoped["workspace"])
-    return effective_model(None, state.model, merged)
+    return effective_model(None, model, merged)
 
 
 def unreadable_decision(

@@ -20,8 +20,9 @@ from llmbilling.core.provisioning import effective_model
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.core.resolve import relevant_auth_env
 from llmbilling.core.whatif import Change, Configuration, WhatIfReport, WhatIfTally, compare
+from llmbilling.errors import LlmBillingError
 from llmbilling.service.context import ServiceContext, parse_id
-from llmbilling.service.resolve import read_path_inputs, stored_inputs
+from llmbilling.service.resolve import sealed_effective_model, stored_inputs, unreadable_inputs
 from llmbilling.store.engine import describe_database_error
 from llmbilling.store.errors import StoreUnavailableError
 from llmbilling.store.tables import workspaces
@@ -29,7 +30,7 @@ from llmbilling.store.workspace_read import (
     as_uuid,
     read_fleet_page,
     split_secret_names,
-    state_from_fleet_row,
+    unpack_model_secrets,
 )
 
 WHATIF_PAGE_SIZE = 5000
@@ -95,7 +96,8 @@ def run_whatif(
 ) -> WhatIfReport:
     """Decide every workspace under the current configuration and ``proposed``; tally.
 
-    Each workspace is decided exactly as the read path decides it. ``on_progress`` is called
+    Each workspace is decided exactly as the read path decides it (same inputs, same effective
+    model, an undecryptable model secret making the row unreadable). ``on_progress`` is called
     with the number of workspaces done, every ``progress_every`` rows and at the end. Raises
     :class:`StoreUnavailableError` when the store fails.
     """
@@ -108,28 +110,38 @@ def run_whatif(
         workspace_id, org, override, runtime, model, org_default = row[:6]
         workspace_names, org_names, workspace_models, org_models = row[8:12]
         if workspace_models is not None or org_models is not None:
-            # The model lives in sealed MOLECULE_MODEL/MODEL secrets: decide this row alone.
-            inputs = read_path_inputs(context, state_from_fleet_row(row))
-            change = compare(inputs, current, proposed).change
-        else:
-            workspace_credentials = credentials.of(workspace_names)
-            org_credentials = credentials.of(org_names)
-            key = (override, org_default, runtime, model, workspace_credentials, org_credentials)
-            found = memo.get(key)
-            if found is None:
-                if len(memo) >= MEMO_LIMIT:
-                    memo.clear()
-                inputs = stored_inputs(
+            # No model column: the model lives in sealed MOLECULE_MODEL/MODEL secrets.
+            try:
+                model = sealed_effective_model(
                     context,
-                    workspace_id=str(workspace_id),
-                    override=override,
-                    org_default=org_default,
-                    runtime=runtime,
-                    model=effective_model(None, model, {}),
-                    auth_env=workspace_credentials | org_credentials,
+                    workspace_id=as_uuid(workspace_id),
+                    org_id=as_uuid(org),
+                    model=model,
+                    model_secrets=unpack_model_secrets(workspace_models, org_models),
                 )
-                found = memo[key] = compare(inputs, current, proposed).change
-            change = found
+            except LlmBillingError as error:
+                inputs = unreadable_inputs(
+                    context, as_uuid(workspace_id), f"{error.code}: {error.message}"
+                )
+                tally.add(org, workspace_id, compare(inputs, current, proposed).change)
+                continue
+        workspace_credentials = credentials.of(workspace_names)
+        org_credentials = credentials.of(org_names)
+        key = (override, org_default, runtime, model, workspace_credentials, org_credentials)
+        change = memo.get(key)
+        if change is None:
+            if len(memo) >= MEMO_LIMIT:
+                memo.clear()
+            inputs = stored_inputs(
+                context,
+                workspace_id=str(workspace_id),
+                override=override,
+                org_default=org_default,
+                runtime=runtime,
+                model=effective_model(None, model, {}),
+                auth_env=workspace_credentials | org_credentials,
+            )
+            change = memo[key] = compare(inputs, current, proposed).change
         tally.add(org, workspace_id, change)
         if on_progress is not None and tally.total % progress_every == 0:
             on_progress(tally.total)

@@ -10,7 +10,7 @@ as provisioning. The statement is compiled once per dialect and reused as SQL te
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 from uuid import UUID
@@ -229,7 +229,7 @@ def read_fleet_page(
     connection: Connection, *, org_id: UUID | None, after: UUID | None, limit: int
 ) -> Sequence[Sequence[Any]]:
     """One page of raw fleet rows in id order: (id, then the state columns). Decode a row with
-    :func:`state_from_fleet_row` where a full :class:`WorkspaceState` is needed."""
+    :func:`unpack_model_secrets` and :func:`split_secret_names` for its aggregated columns."""
     statement = fleet_page_statement(connection.dialect.name, org_id is not None, after is not None)
     parameters: dict[str, object] = {"page_size": limit}
     if org_id is not None:
@@ -244,9 +244,11 @@ def as_uuid(raw: object) -> UUID:
     return raw if isinstance(raw, UUID) else UUID(str(raw))
 
 
-def state_from_fleet_row(row: Sequence[Any]) -> WorkspaceState:
-    state = _state(as_uuid(row[0]), row[1:])
-    return replace(state, org_id=as_uuid(state.org_id))
+def unpack_model_secrets(
+    workspace_models: str | None, org_models: str | None
+) -> tuple[SealedSecret, ...]:
+    """The sealed model-name secrets of a row's two aggregated model columns."""
+    return _unpack("workspace", workspace_models) + _unpack("org", org_models)
 
 
 def read_workspace_state(connection: Connection, workspace_id: UUID) -> WorkspaceState | None:
@@ -296,7 +298,7 @@ def _state(workspace_id: UUID, row: Sequence[Any]) -> WorkspaceState:
         org_default=org_default,
         workspace_secret_names=split_secret_names(ws_names),
         org_secret_names=split_secret_names(org_names),
-        model_secrets=_unpack("workspace", ws_models) + _unpack("org", org_models),
+        model_secrets=unpack_model_secrets(ws_models, org_models),
         workspace_version=workspace_version,
         org_version=org_version,
     )
