@@ -1,0 +1,85 @@
+"""What-if background jobs: progress, report, failure, retention."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from tests.store.db_fixtures import ContextFactory
+
+from llmbilling import compile_policy
+from llmbilling.core.whatif import DangerClass
+from llmbilling.service import admin
+from llmbilling.service.context import ServiceContext
+from llmbilling.service.whatif import current_configuration, proposed_configuration
+from llmbilling.service.whatif_jobs import JobState, WhatIfJob, WhatIfJobs
+
+P2B = compile_policy(
+    {"rungs": ["workspace_override", "derived_provider", "deployment_default"]}, "p2b.yaml"
+)
+FINISHED = (JobState.SUCCEEDED, JobState.FAILED)
+
+
+@pytest.fixture
+def jobs(context: ServiceContext) -> Iterator[WhatIfJobs]:
+    table = WhatIfJobs(context, keep=3)
+    yield table
+    table.close()
+
+
+def finished(jobs: WhatIfJobs, job: WhatIfJob) -> WhatIfJob:
+    """Poll until the job ends (a generous bound, not a timing assertion)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        current = jobs.get(job.id)
+        assert current is not None
+        if current.state in FINISHED:
+            return current
+        time.sleep(0.02)
+    raise AssertionError(f"job {job.id} did not finish")
+
+
+def fresh_org(context: ServiceContext, size: int) -> uuid.UUID:
+    org = admin.create_org(context, "saas-org")
+    admin.set_org_default(context, org.id, "platform_managed")
+    for _ in range(size):
+        admin.create_workspace(context, org.id, runtime="claude-code", model="kimi-for-coding")
+    return org.id
+
+
+def test_a_job_runs_in_the_background_and_keeps_its_report(
+    context: ServiceContext, jobs: WhatIfJobs
+) -> None:
+    org_id = fresh_org(context, 4)
+    started = jobs.start(proposed_configuration(context, P2B, None), org_id=org_id)
+    assert started.state is JobState.QUEUED
+    done = finished(jobs, started)
+    assert (done.state, done.done, done.total) == (JobState.SUCCEEDED, 4, 4)
+    report = jobs.report(started.id)
+    assert report is not None
+    assert report.dangers[DangerClass.TO_BYOK_WITHOUT_CREDENTIAL] == 4
+
+
+def test_a_failing_store_fails_the_job_with_its_error_code(
+    make_context: ContextFactory,
+) -> None:
+    down = make_context(database_url="postgresql://postgres@127.0.0.1:9/none")
+    table = WhatIfJobs(down)
+    try:
+        job = finished(table, table.start(current_configuration(down), org_id=None))
+    finally:
+        table.close()
+    assert job.state is JobState.FAILED
+    assert job.error_code == "STORE_UNAVAILABLE"
+    assert table.report(job.id) is None
+
+
+def test_only_the_newest_jobs_are_kept(context: ServiceContext, jobs: WhatIfJobs) -> None:
+    org_id = fresh_org(context, 1)
+    started = [jobs.start(current_configuration(context), org_id=org_id) for _ in range(5)]
+    for job in started[-3:]:
+        finished(jobs, job)
+    assert [job.id for job in jobs.jobs()] == [job.id for job in reversed(started[-3:])]
+    assert jobs.get(started[0].id) is None
