@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import pytest
@@ -19,6 +19,21 @@ from llmbilling.service import admin
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.tokens import Scope, create_token
 from llmbilling.store.tables import audit_log
+
+
+class Answer(Protocol):
+    """What the tests read of a response (the test client's class depends on its version)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def text(self) -> str: ...
+
+    def json(self) -> Any: ...
 
 
 @dataclass(frozen=True)
