@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from llmbilling.api.auth import RecentPrincipals
+from llmbilling.api.console.routes import router as console_router
 from llmbilling.api.observability import Metrics, RequestObservability
 from llmbilling.api.problems import (
     INTERNAL_ERROR_CODE,
@@ -69,6 +70,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     # The web console (HTML pages under /console/) is included here.
+    app.include_router(console_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -1,0 +1,517 @@
+"""The web console: server-rendered pages over the service layer, mounted at ``/console``.
+
+Every page but the login form needs a signed-in token (see ``session``) and shows only what
+that token's :class:`Principal` may read; a foreign org or workspace is "not found", exactly
+as in the JSON API. Writes need ``can_write``, come from our own origin, and are audited with
+the token as the actor and the request's id.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, cast
+from urllib.parse import urlencode
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.responses import RedirectResponse, Response
+
+from llmbilling.api.auth import Principal, authenticate
+from llmbilling.api.console import queries, views
+from llmbilling.api.console.rendering import (
+    STATIC_FILES,
+    render,
+    static_file,
+    with_security_headers,
+)
+from llmbilling.api.console.session import (
+    CONSOLE_HOME,
+    end_session,
+    is_same_origin,
+    safe_next,
+    session_token,
+    start_session,
+)
+from llmbilling.api.etags import IfMatch, decision_etag
+from llmbilling.core.modes import MODE_VALUES, BillingMode, DecisionSource
+from llmbilling.errors import InvalidInputError
+from llmbilling.service import admin, audit
+from llmbilling.service.audit import AuditContext
+from llmbilling.service.context import ServiceContext
+from llmbilling.service.errors import (
+    OrgNotFoundError,
+    PreconditionFailedError,
+    WorkspaceNotFoundError,
+)
+from llmbilling.service.resolve import DecisionVersion, read_decision
+from llmbilling.store.errors import StoreUnavailableError
+
+FLEET_PAGE_SIZE = 50
+AUDIT_PAGE_SIZE = 50
+WORKSPACE_AUDIT_SIZE = 20
+ORG_PAGE_SIZE = 50
+SOURCE_VALUES: tuple[str, ...] = tuple(source.value for source in DecisionSource)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+
+class NotSignedInError(Exception):
+    """No valid session: the browser goes to the login form."""
+
+
+class PageNotFoundError(Exception):
+    """Unknown, malformed, or outside the token's organization: all look the same."""
+
+
+class WriteForbiddenError(Exception):
+    """The token may read this org but not change it."""
+
+
+class CrossSiteRequestError(Exception):
+    """A state-changing request that did not come from the console's own pages."""
+
+
+class ConsoleRoute(APIRoute):
+    """Turns the console's failures into pages (not JSON) and adds the security headers."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def console_handler(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except NotSignedInError:
+                target = request.url.path if request.method == "GET" else CONSOLE_HOME
+                if request.method == "GET" and request.url.query:
+                    target = f"{target}?{request.url.query}"
+                response = RedirectResponse(
+                    f"/console/login?{urlencode({'next': target})}", status_code=303
+                )
+            except (PageNotFoundError, WorkspaceNotFoundError, OrgNotFoundError):
+                response = _error_page(request, 404, "Not found", "There is nothing here.")
+            except WriteForbiddenError:
+                response = _error_page(
+                    request, 403, "Not allowed", "This token may look, but not change anything."
+                )
+            except CrossSiteRequestError:
+                response = _error_page(
+                    request,
+                    403,
+                    "Request refused",
+                    "This change did not come from a console page, so it was not made.",
+                )
+            except PreconditionFailedError:
+                response = _error_page(
+                    request,
+                    409,
+                    "Changed since you looked",
+                    "This workspace's decision changed after the confirmation page was shown"
+                    " (someone else changed it, or one of its inputs did). Nothing was changed:"
+                    " look at it again before deciding.",
+                )
+            except InvalidInputError as error:
+                response = _error_page(request, 400, "Not understood", error.message)
+            except RequestValidationError:
+                response = _error_page(request, 400, "Not understood", "A field was missing.")
+            except StoreUnavailableError:
+                response = _error_page(
+                    request, 503, "Store unavailable", "The database could not be reached."
+                )
+            return with_security_headers(response)
+
+        return console_handler
+
+
+router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
+
+
+# --- dependencies ----------------------------------------------------------------------------
+
+
+def service_context(request: Request) -> ServiceContext:
+    return cast(ServiceContext, request.app.state.context)
+
+
+Context = Annotated[ServiceContext, Depends(service_context)]
+
+
+def signed_in(request: Request, context: Context) -> Principal:
+    token = session_token(request)
+    principal = None if token is None else authenticate(context, token)
+    if principal is None:
+        raise NotSignedInError
+    request.state.console_principal = principal
+    # The request log names the token, as it does for the JSON API.
+    request.state.token_id = principal.token_id
+    return principal
+
+
+SignedIn = Annotated[Principal, Depends(signed_in)]
+
+
+def same_origin(request: Request) -> None:
+    if not is_same_origin(request):
+        raise CrossSiteRequestError
+
+
+SameOrigin = Depends(same_origin)
+
+
+def _audit_context(request: Request, principal: Principal) -> AuditContext:
+    # The app's middleware gives every request an id (echoed in X-Request-ID); the fallback
+    # only serves the router mounted on a bare app.
+    request_id = getattr(request.state, "request_id", None) or str(uuid.uuid4())
+    return AuditContext(actor=principal.actor, request_id=str(request_id))
+
+
+def _parse_id(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise PageNotFoundError from None
+
+
+def _readable_workspace(
+    context: ServiceContext, principal: Principal, workspace_id: str
+) -> admin.WorkspaceView:
+    workspace = admin.get_workspace(context, _parse_id(workspace_id))
+    if not principal.can_read(workspace.org_id):
+        raise PageNotFoundError
+    return workspace
+
+
+def _writable_workspace(
+    context: ServiceContext, principal: Principal, workspace_id: str
+) -> admin.WorkspaceView:
+    workspace = _readable_workspace(context, principal, workspace_id)
+    if not principal.can_write(workspace.org_id):
+        raise WriteForbiddenError
+    return workspace
+
+
+def _error_page(request: Request, status: int, title: str, message: str) -> Response:
+    principal = getattr(request.state, "console_principal", None)
+    return render(
+        "console_error.html",
+        status_code=status,
+        principal=principal,
+        title=title,
+        message=message,
+        status=status,
+    )
+
+
+def _choice(field: str, value: str, allowed: tuple[str, ...]) -> str | None:
+    """An optional filter value: blank means "any"; anything else must be allowed."""
+    if not value:
+        return None
+    if value not in allowed:
+        raise InvalidInputError(field, f"{value!r} is not one of {', '.join(allowed)}", allowed)
+    return value
+
+
+# --- signing in and out ----------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_form(request: Request, context: Context, next: str = "") -> Response:
+    token = session_token(request)
+    if token is not None and authenticate(context, token) is not None:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return render("console_login.html", principal=None, next=safe_next(next), failed=False)
+
+
+@router.post("/login", dependencies=[SameOrigin])
+def login(
+    request: Request,
+    context: Context,
+    token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",
+) -> Response:
+    presented = token.strip()
+    principal = authenticate(context, presented) if presented else None
+    if principal is None:
+        # The token is never echoed back, not even into the form field.
+        return render(
+            "console_login.html", status_code=401, principal=None, next=safe_next(next), failed=True
+        )
+    response = RedirectResponse(safe_next(next), status_code=303)
+    start_session(request, response, presented)
+    return response
+
+
+@router.post("/logout", dependencies=[SameOrigin])
+def logout(request: Request) -> Response:
+    response = RedirectResponse("/console/login", status_code=303)
+    end_session(request, response)
+    return response
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+
+@router.get("/")
+def home(context: Context, principal: SignedIn, after: str = "") -> Response:
+    cursor: tuple[str, UUID] | None = None
+    if after:
+        parts = views.decode_cursor(after, 2)
+        if parts is None:
+            raise InvalidInputError("after", "not a page cursor")
+        cursor = (parts[0], _parse_id(parts[1]))
+    page = queries.org_page(context, only=principal.org_id, after=cursor, limit=ORG_PAGE_SIZE)
+    next_cursor = (
+        None
+        if page.next_after is None
+        else views.encode_cursor([page.next_after[0], str(page.next_after[1])])
+    )
+    return render(
+        "console_orgs.html",
+        principal=principal,
+        orgs=[org for org in page.orgs if principal.can_read(org.id)],
+        org_default_words=views.org_default_words,
+        deployment_default=context.deployment.org_default,
+        next_cursor=next_cursor,
+        first_page=not after,
+    )
+
+
+@router.get("/orgs/{org_id}")
+def fleet(
+    context: Context,
+    principal: SignedIn,
+    org_id: str,
+    mode: str = "",
+    source: str = "",
+    after: str = "",
+) -> Response:
+    parsed = _parse_id(org_id)
+    if not principal.can_read(parsed):
+        raise PageNotFoundError
+    org = admin.get_org(context, parsed)
+    filters = {
+        "mode": _choice("mode", mode, MODE_VALUES) or "",
+        "source": _choice("source", source, SOURCE_VALUES) or "",
+    }
+    # One beyond the page tells whether there is a next one.
+    found = admin.list_workspaces(
+        context,
+        org_id=parsed,
+        mode=filters["mode"] or None,
+        source=filters["source"] or None,
+        after=_parse_id(after) if after else None,
+        limit=FLEET_PAGE_SIZE + 1,
+    )
+    page = found[:FLEET_PAGE_SIZE]
+    provisioned = queries.last_provisions(context, [item.workspace.id for item in page])
+    next_url = (
+        f"/console/orgs/{parsed}?{urlencode({**filters, 'after': str(page[-1].workspace.id)})}"
+        if len(found) > FLEET_PAGE_SIZE
+        else None
+    )
+    return render(
+        "console_fleet.html",
+        principal=principal,
+        org=org,
+        org_default=views.org_default_words(
+            org.billing_mode_default_raw, context.deployment.org_default
+        ),
+        rows=[
+            (item, views.flip_marker(item.decision, provisioned.get(item.workspace.id)))
+            for item in page
+        ],
+        modes=MODE_VALUES,
+        sources=SOURCE_VALUES,
+        filters=filters,
+        filtered=any(filters.values()),
+        first_page=not after,
+        first_url=f"/console/orgs/{parsed}?{urlencode(filters)}",
+        next_url=next_url,
+    )
+
+
+@router.get("/workspaces/{workspace_id}")
+def workspace_page(
+    context: Context,
+    principal: SignedIn,
+    workspace_id: str,
+    changed: str = "",
+    request_id: Annotated[str, Query(alias="request")] = "",
+) -> Response:
+    workspace = _readable_workspace(context, principal, workspace_id)
+    decision = read_decision(context, workspace.id).decision
+    org = admin.get_org(context, workspace.org_id)
+    last = queries.last_provisions(context, [workspace.id]).get(workspace.id)
+    trail = audit.list_entries(context, workspace_id=workspace.id, limit=WORKSPACE_AUDIT_SIZE)
+    notice = {
+        "override_set": "Override set.",
+        "override_cleared": "Override cleared: the workspace inherits again.",
+    }.get(changed)
+    return render(
+        "console_workspace.html",
+        principal=principal,
+        workspace=workspace,
+        org=org,
+        decision=decision,
+        ladder=views.ladder(decision),
+        source_labels=views.SOURCE_LABELS,
+        last_provision=last,
+        flip=views.flip_marker(decision, last),
+        entries=trail,
+        changes_words=views.changes_words,
+        can_write=principal.can_write(workspace.org_id),
+        modes=MODE_VALUES,
+        notice=notice,
+        notice_request=request_id if notice and _REQUEST_ID.match(request_id) else None,
+    )
+
+
+@router.get("/workspaces/{workspace_id}/override/set")
+def confirm_set_override(
+    context: Context, principal: SignedIn, workspace_id: str, mode: str = ""
+) -> Response:
+    workspace = _writable_workspace(context, principal, workspace_id)
+    new_mode = admin.parse_override(mode)
+    return _confirm_page(context, principal, workspace, new_mode)
+
+
+@router.post("/workspaces/{workspace_id}/override/set", dependencies=[SameOrigin])
+def set_override(
+    request: Request,
+    context: Context,
+    principal: SignedIn,
+    workspace_id: str,
+    mode: Annotated[str, Form()],
+    version: Annotated[str, Form()],
+) -> Response:
+    workspace = _writable_workspace(context, principal, workspace_id)
+    who = _audit_context(request, principal)
+    admin.set_override(
+        context,
+        workspace.id,
+        mode,
+        audit_context=who,
+        expected_version=_seen_version(version),
+    )
+    return _back_to_workspace(workspace.id, "override_set", who.request_id)
+
+
+@router.get("/workspaces/{workspace_id}/override/clear")
+def confirm_clear_override(context: Context, principal: SignedIn, workspace_id: str) -> Response:
+    workspace = _writable_workspace(context, principal, workspace_id)
+    return _confirm_page(context, principal, workspace, None)
+
+
+@router.post("/workspaces/{workspace_id}/override/clear", dependencies=[SameOrigin])
+def clear_override(
+    request: Request,
+    context: Context,
+    principal: SignedIn,
+    workspace_id: str,
+    version: Annotated[str, Form()],
+) -> Response:
+    workspace = _writable_workspace(context, principal, workspace_id)
+    who = _audit_context(request, principal)
+    admin.set_override(
+        context,
+        workspace.id,
+        None,
+        audit_context=who,
+        expected_version=_seen_version(version),
+    )
+    return _back_to_workspace(workspace.id, "override_cleared", who.request_id)
+
+
+def _confirm_page(
+    context: ServiceContext,
+    principal: Principal,
+    workspace: admin.WorkspaceView,
+    new_mode: BillingMode | None,
+) -> Response:
+    current = read_decision(context, workspace.id)
+    if current.version is None:
+        # The decision could not be read, so there is nothing to confirm a change against.
+        raise StoreUnavailableError("the workspace's decision could not be read")
+    return render(
+        "console_confirm.html",
+        principal=principal,
+        workspace=workspace,
+        new_mode=None if new_mode is None else new_mode.value,
+        current=current.decision,
+        # The write happens only if the decision is still the one this page showed.
+        version=decision_etag(current.version),
+        preview=queries.decision_with_override(context, workspace.id, new_mode),
+        source_labels=views.SOURCE_LABELS,
+    )
+
+
+def _seen_version(tag: str) -> DecisionVersion:
+    versions = IfMatch(any_version=False, tags=(tag.strip(),)).decision_versions()
+    if len(versions) != 1:
+        raise InvalidInputError("version", "is not a version this console issued")
+    return versions[0]
+
+
+def _back_to_workspace(workspace_id: UUID, changed: str, request_id: str) -> Response:
+    query = urlencode({"changed": changed, "request": request_id})
+    return RedirectResponse(f"/console/workspaces/{workspace_id}?{query}", status_code=303)
+
+
+@router.get("/audit")
+def audit_trail(
+    context: Context,
+    principal: SignedIn,
+    org: str = "",
+    workspace: str = "",
+    before: str = "",
+) -> Response:
+    org_id = _parse_id(org) if org else None
+    workspace_id = _parse_id(workspace) if workspace else None
+    if org_id is not None and not principal.can_read(org_id):
+        raise PageNotFoundError
+    if workspace_id is not None:
+        _readable_workspace(context, principal, str(workspace_id))
+    if before and not before.isdigit():
+        raise InvalidInputError("before", "is not a page cursor")
+    found = audit.list_entries(
+        context,
+        # Every token but an admin's sees its own org's entries only, whatever the filters.
+        org_id=org_id if principal.org_id is None else principal.org_id,
+        workspace_id=workspace_id,
+        before_id=int(before) if before else None,
+        limit=AUDIT_PAGE_SIZE + 1,
+    )
+    page = found[:AUDIT_PAGE_SIZE]
+    filters = {
+        "org": "" if org_id is None else str(org_id),
+        "workspace": "" if workspace_id is None else str(workspace_id),
+    }
+    next_url = (
+        f"/console/audit?{urlencode({**filters, 'before': str(page[-1].id)})}"
+        if len(found) > AUDIT_PAGE_SIZE
+        else None
+    )
+    return render(
+        "console_audit.html",
+        principal=principal,
+        entries=page,
+        changes_words=views.changes_words,
+        filters=filters,
+        first_page=not before,
+        first_url=f"/console/audit?{urlencode(filters)}",
+        next_url=next_url,
+    )
+
+
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    media_type = STATIC_FILES.get(name)
+    if media_type is None:
+        return Response("not found", status_code=404, media_type="text/plain")
+    return Response(
+        static_file(name),
+        media_type=media_type,
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
