@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from uuid import UUID
 
 import pytest
@@ -83,8 +84,7 @@ def test_the_org_default_write_is_audited_with_before_and_after(api: Api) -> Non
 
 
 @pytest.mark.parametrize("path", [_default_path, _list_path])
-def test_an_unknown_org_is_a_404(api: Api, path: object) -> None:
-    assert callable(path)
+def test_an_unknown_org_is_a_404(api: Api, path: Callable[[object], str]) -> None:
     response = api.client.get(path(uuid.uuid4()), headers=api.admin_headers())
 
     assert response.status_code == 404
