@@ -25,6 +25,8 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, expect, sync_playwright
 
 from llmbilling.api.app import create_app
+from llmbilling.api.console import views
+from llmbilling.api.console.routes import FLEET_PAGE_SIZE
 from llmbilling.api.etags import decision_etag
 from llmbilling.service import admin, secrets
 from llmbilling.service.context import ServiceContext
@@ -281,6 +283,69 @@ def test_no_secret_value_reaches_a_page(console: Console) -> None:
         assert "usage-token-never-shown" not in text
 
 
+def test_the_fleet_pages_by_cursor_and_keeps_the_filters(console: Console) -> None:
+    org = admin.create_org(console.context, "big-org")
+    created = {
+        admin.create_workspace(console.context, org.id, model="gpt-5.5").id
+        for _ in range(FLEET_PAGE_SIZE + 2)
+    }
+    client = _client(console, console.admin_token)
+
+    first = client.get(f"/console/orgs/{org.id}?mode=byok")
+    next_link = re.search(r'<a rel="next" href="([^"]+)"', first.text)
+    assert next_link is not None
+    second = client.get(next_link.group(1).replace("&amp;", "&"))
+
+    first_ids = set(re.findall(r'data-workspace-id="([0-9a-f-]{36})"', first.text))
+    second_ids = set(re.findall(r'data-workspace-id="([0-9a-f-]{36})"', second.text))
+    assert len(first_ids) == FLEET_PAGE_SIZE
+    assert len(second_ids) == 2
+    assert {UUID(text) for text in first_ids | second_ids} == created
+    assert "mode=byok" in next_link.group(1)
+    assert 'rel="next"' not in second.text
+
+
+def test_the_audit_trail_is_newest_first_and_filters_by_workspace(console: Console) -> None:
+    client = _client(console, console.admin_token)
+
+    page = client.get(f"/console/audit?workspace={console.drifting_workspace_id}")
+
+    actions = re.findall(r"<td><code>([a-z_.]+)</code></td>", page.text)
+    assert actions == [
+        "workspace.override_set",
+        "workspace.provisioned",
+        "workspace.created",
+    ]
+
+
+def test_a_tenant_token_sees_only_its_orgs_audit_entries(console: Console) -> None:
+    page = _client(console, console.viewer_token).get("/console/audit")
+
+    assert "demo.seeded" not in page.text  # the deployment's entry, not the org's
+    assert "workspace.override_set" in page.text
+
+
+def test_a_garbled_cursor_is_a_readable_400(console: Console) -> None:
+    client = _client(console, console.admin_token)
+
+    assert client.get("/console/?after=not-a-cursor").status_code == 400
+    assert client.get("/console/audit?before=abc").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ("byok", "byok"),
+        ("  BYOK ", "byok (stored as '  BYOK ')"),
+        ("byokk", "'byokk' is not a mode: ignored"),
+        ("", "empty: ignored"),
+        (None, "none: workspaces inherit from their model"),
+    ],
+)
+def test_the_org_default_reads_as_an_operator_needs_it(raw: str | None, words: str) -> None:
+    assert views.org_default_words(raw, None) == words
+
+
 # --- scopes ----------------------------------------------------------------------------------
 
 
@@ -306,6 +371,14 @@ def test_a_viewer_cannot_change_an_override_even_by_posting(console: Console) ->
 
     assert response.status_code == 403
     assert admin.get_workspace(console.context, console.byok_workspace_id).override is None
+
+
+def test_a_viewer_gets_no_confirmation_page_either(console: Console) -> None:
+    client = _client(console, console.viewer_token)
+
+    response = client.get(f"/console/workspaces/{console.byok_workspace_id}/override/set?mode=byok")
+
+    assert response.status_code == 403
 
 
 def test_another_orgs_pages_are_not_found_for_a_tenant_token(console: Console) -> None:

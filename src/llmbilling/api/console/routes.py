@@ -10,43 +10,31 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any, cast
+from typing import Annotated
 from urllib.parse import urlencode
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Form, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from llmbilling.api.auth import Principal, authenticate
 from llmbilling.api.console import queries, views
-from llmbilling.api.console.rendering import (
-    STATIC_FILES,
-    render,
-    static_file,
-    with_security_headers,
+from llmbilling.api.console.guard import (
+    ConsoleRoute,
+    Context,
+    PageNotFoundError,
+    SameOrigin,
+    SignedIn,
+    WriteForbiddenError,
 )
-from llmbilling.api.console.session import (
-    CONSOLE_HOME,
-    end_session,
-    is_same_origin,
-    safe_next,
-    session_token,
-    start_session,
-)
+from llmbilling.api.console.rendering import STATIC_FILES, render, static_file
+from llmbilling.api.console.session import end_session, safe_next, session_token, start_session
 from llmbilling.api.etags import IfMatch, decision_etag
 from llmbilling.core.modes import MODE_VALUES, BillingMode, DecisionSource
 from llmbilling.errors import InvalidInputError
 from llmbilling.service import admin, audit
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext
-from llmbilling.service.errors import (
-    OrgNotFoundError,
-    PreconditionFailedError,
-    WorkspaceNotFoundError,
-)
 from llmbilling.service.resolve import DecisionVersion, read_decision
 from llmbilling.store.errors import StoreUnavailableError
 
@@ -57,107 +45,7 @@ ORG_PAGE_SIZE = 50
 SOURCE_VALUES: tuple[str, ...] = tuple(source.value for source in DecisionSource)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
-
-class NotSignedInError(Exception):
-    """No valid session: the browser goes to the login form."""
-
-
-class PageNotFoundError(Exception):
-    """Unknown, malformed, or outside the token's organization: all look the same."""
-
-
-class WriteForbiddenError(Exception):
-    """The token may read this org but not change it."""
-
-
-class CrossSiteRequestError(Exception):
-    """A state-changing request that did not come from the console's own pages."""
-
-
-class ConsoleRoute(APIRoute):
-    """Turns the console's failures into pages (not JSON) and adds the security headers."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def console_handler(request: Request) -> Response:
-            try:
-                response = await handler(request)
-            except NotSignedInError:
-                target = request.url.path if request.method == "GET" else CONSOLE_HOME
-                if request.method == "GET" and request.url.query:
-                    target = f"{target}?{request.url.query}"
-                response = RedirectResponse(
-                    f"/console/login?{urlencode({'next': target})}", status_code=303
-                )
-            except (PageNotFoundError, WorkspaceNotFoundError, OrgNotFoundError):
-                response = _error_page(request, 404, "Not found", "There is nothing here.")
-            except WriteForbiddenError:
-                response = _error_page(
-                    request, 403, "Not allowed", "This token may look, but not change anything."
-                )
-            except CrossSiteRequestError:
-                response = _error_page(
-                    request,
-                    403,
-                    "Request refused",
-                    "This change did not come from a console page, so it was not made.",
-                )
-            except PreconditionFailedError:
-                response = _error_page(
-                    request,
-                    409,
-                    "Changed since you looked",
-                    "This workspace's decision changed after the confirmation page was shown"
-                    " (someone else changed it, or one of its inputs did). Nothing was changed:"
-                    " look at it again before deciding.",
-                )
-            except InvalidInputError as error:
-                response = _error_page(request, 400, "Not understood", error.message)
-            except RequestValidationError:
-                response = _error_page(request, 400, "Not understood", "A field was missing.")
-            except StoreUnavailableError:
-                response = _error_page(
-                    request, 503, "Store unavailable", "The database could not be reached."
-                )
-            return with_security_headers(response)
-
-        return console_handler
-
-
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
-
-
-# --- dependencies ----------------------------------------------------------------------------
-
-
-def service_context(request: Request) -> ServiceContext:
-    return cast(ServiceContext, request.app.state.context)
-
-
-Context = Annotated[ServiceContext, Depends(service_context)]
-
-
-def signed_in(request: Request, context: Context) -> Principal:
-    token = session_token(request)
-    principal = None if token is None else authenticate(context, token)
-    if principal is None:
-        raise NotSignedInError
-    request.state.console_principal = principal
-    # The request log names the token, as it does for the JSON API.
-    request.state.token_id = principal.token_id
-    return principal
-
-
-SignedIn = Annotated[Principal, Depends(signed_in)]
-
-
-def same_origin(request: Request) -> None:
-    if not is_same_origin(request):
-        raise CrossSiteRequestError
-
-
-SameOrigin = Depends(same_origin)
 
 
 def _audit_context(request: Request, principal: Principal) -> AuditContext:
@@ -190,18 +78,6 @@ def _writable_workspace(
     if not principal.can_write(workspace.org_id):
         raise WriteForbiddenError
     return workspace
-
-
-def _error_page(request: Request, status: int, title: str, message: str) -> Response:
-    principal = getattr(request.state, "console_principal", None)
-    return render(
-        "console_error.html",
-        status_code=status,
-        principal=principal,
-        title=title,
-        message=message,
-        status=status,
-    )
 
 
 def _choice(field: str, value: str, allowed: tuple[str, ...]) -> str | None:
