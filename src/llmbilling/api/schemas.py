@@ -20,6 +20,8 @@ from llmbilling.core.modes import (
     RungStatus,
 )
 
+MAX_MODEL_LENGTH = 200
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -91,12 +93,22 @@ class OrgDefault(_Model):
     recognized: BillingMode | None = Field(description="What the raw text normalizes to.")
 
 
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
+
+
+# Documents what the service accepts (trim, lowercase, then a mode); the service checks it and
+# answers a 400 that lists the modes, so the pattern is not enforced a second time here.
+ORG_DEFAULT_PATTERN = r"^\s*(" + "|".join(_any_case(mode) for mode in MODE_VALUES) + r")\s*$"
+
+
 class SetOrgDefault(_Model):
     mode: str | None = Field(
         description=(
             "Any text that normalizes (trim, lowercase) to a mode; stored as given."
             " null removes the default."
-        )
+        ),
+        json_schema_extra={"pattern": ORG_DEFAULT_PATTERN},
     )
 
 
@@ -124,7 +136,10 @@ class WorkspacePage(_Model):
 
 class ProvisionRequest(_Model):
     model: str | None = Field(
-        default=None, description="The model of this request; persisted to the workspace."
+        default=None,
+        description="The model of this request; persisted to the workspace.",
+        max_length=MAX_MODEL_LENGTH,
+        pattern=r"^[^\x00-\x1f\x7f]*$",
     )
 
 

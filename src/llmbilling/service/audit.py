@@ -134,7 +134,10 @@ def list_entries(
 def _aware(field_name: str, moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise InvalidInputError(field_name, "needs a UTC offset (e.g. 2025-01-01T00:00:00Z)")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInputError(field_name, "is outside the representable range") from None
 
 
 def _entry(row: Row[Any]) -> AuditEntry:

@@ -13,7 +13,6 @@ from llmbilling.api.dependencies import AppMetrics, Caller, Context
 from llmbilling.api.problems import problem_responses
 from llmbilling.api.schemas import WorkspacePage
 from llmbilling.core.modes import MODE_VALUES
-from llmbilling.errors import InvalidInputError
 from llmbilling.service import admin
 from llmbilling.service.admin import SOURCE_VALUES
 
@@ -48,7 +47,7 @@ def list_org_workspaces(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = 100,
     cursor: Annotated[
-        str | None, Query(description="`next_cursor` of the previous page (opaque).")
+        UUID | None, Query(description="`next_cursor` of the previous page (opaque).")
     ] = None,
 ) -> Response:
     require_readable_org(caller, org_id)
@@ -58,7 +57,7 @@ def list_org_workspaces(
         org_id=org_id,
         mode=mode,
         source=source,
-        after=_after(cursor),
+        after=cursor,
         limit=limit + 1,
     )
     page = found[:limit]
@@ -72,13 +71,3 @@ def list_org_workspaces(
         "next_cursor": str(page[-1].workspace.id) if len(found) > limit else None,
     }
     return JSONResponse(body)
-
-
-def _after(cursor: str | None) -> UUID | None:
-    # The cursor is the last id of the previous page; callers must treat it as opaque.
-    if cursor is None:
-        return None
-    try:
-        return UUID(cursor)
-    except ValueError:
-        raise InvalidInputError("cursor", "is not a cursor this API issued") from None

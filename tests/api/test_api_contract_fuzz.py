@@ -1,0 +1,112 @@
+"""Schemathesis against the served OpenAPI document, in-process on SQLite, as admin.
+
+Bounded (25 examples per operation): every response must be declared, match its schema and
+content type, never be a 5xx, and (among schemathesis' other default checks) a request
+without the token must be refused. Half the examples of an operation that takes a workspace or
+an org use one that exists, so the success paths are fuzzed, not just the 404s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import Case
+from schemathesis.config import SchemathesisConfig
+from schemathesis.core.result import Ok
+from schemathesis.openapi import from_asgi
+from schemathesis.specs.openapi.schemas import OpenApiSchema
+
+from llmbilling.api.app import create_app
+from llmbilling.service import admin
+from llmbilling.service.demo import seed_demo_fleet
+from llmbilling.service.tokens import Scope, create_token
+from llmbilling.settings import Settings
+from llmbilling.store.crypto import KeyRing
+
+MAX_EXAMPLES = 25
+# A schema-valid request may still meet state it cannot change: a stale If-Match (412), a
+# workspace that cannot be provisioned as stored (409, 422). Those are answers, not rejections.
+ACCEPTED_STATUSES = ["2xx", "401", "403", "404", "409", "412", "422"]
+CONFIG = SchemathesisConfig.from_dict(
+    {"checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTED_STATUSES}}}
+)
+OPERATIONS = (
+    ("GET", "/v1/workspaces/{workspace_id}/llm-billing-mode"),
+    ("PUT", "/v1/workspaces/{workspace_id}/llm-billing-mode"),
+    ("DELETE", "/v1/workspaces/{workspace_id}/llm-billing-mode"),
+    ("POST", "/v1/workspaces/{workspace_id}/provision-env"),
+    ("GET", "/v1/orgs/{org_id}/llm-billing-mode-default"),
+    ("PUT", "/v1/orgs/{org_id}/llm-billing-mode-default"),
+    ("GET", "/v1/orgs/{org_id}/workspaces"),
+    ("GET", "/v1/audit"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+)
+
+
+@dataclass(frozen=True)
+class FuzzTarget:
+    schema: OpenApiSchema
+    headers: dict[str, str]
+    existing: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget]:
+    folder: Path = tmp_path_factory.mktemp("fuzz")
+    app = create_app(
+        Settings(
+            database_url=f"sqlite:///{folder / 'store.sqlite3'}",
+            secret_keys=KeyRing.new_key_text(1),
+            MOLECULE_LLM_BASE_URL="https://proxy.example/v1",
+            MOLECULE_LLM_USAGE_TOKEN="usage-token",
+        )
+    )
+    context = app.state.context
+    seed_demo_fleet(context, workspace_count=40, seed=7)
+    workspace = admin.list_workspaces(context, limit=1)[0].workspace
+    token = create_token(context, scope=Scope.ADMIN).token
+    yield FuzzTarget(
+        schema=from_asgi("/openapi.json", app, config=CONFIG),
+        headers={"Authorization": f"Bearer {token}"},
+        existing={"workspace_id": str(workspace.id), "org_id": str(workspace.org_id)},
+    )
+    context.close()
+
+
+def test_the_fuzzed_operations_are_every_operation_served(target: FuzzTarget) -> None:
+    served = set()
+    for result in target.schema.get_all_operations():
+        assert isinstance(result, Ok), result
+        served.add((result.ok().method.upper(), result.ok().path))
+    assert served == set(OPERATIONS)
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_every_operation_keeps_its_contract(target: FuzzTarget, method: str, path: str) -> None:
+    operation = target.schema[path][method]
+    existing = {
+        name: UUID(value) for name, value in target.existing.items() if f"{{{name}}}" in path
+    }
+    cases = operation.as_strategy()
+    if existing:
+        cases = st.one_of(cases, operation.as_strategy(path_parameters=existing))
+
+    @given(case=cases)
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    def keeps_contract(case: Case[Any]) -> None:
+        case.call_and_validate(headers=target.headers)
+
+    keeps_contract()
