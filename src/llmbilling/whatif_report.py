@@ -127,7 +127,7 @@ def render_html(document: dict[str, Any]) -> str:
     e = html.escape
     danger_rows = "".join(
         f'<tr class="{"bad" if count else ""}"><td>{e(name)}</td><td>{count:,}</td>'
-        f"<td class=\"sample\">{e(', '.join(document['danger_samples'][name]))}</td></tr>"
+        f'<td class="sample">{e(", ".join(document["danger_samples"][name]))}</td></tr>'
         for name, count in document["dangers"].items()
     )
     source_rows = "".join(
@@ -136,7 +136,7 @@ def render_html(document: dict[str, Any]) -> str:
     )
     sample_rows = "".join(
         f"<tr><td>{e(item['from'])} → {e(item['to'])}</td><td>{item['count']:,}</td>"
-        f"<td class=\"sample\">{e(', '.join(item['samples']))}</td></tr>"
+        f'<td class="sample">{e(", ".join(item["samples"]))}</td></tr>'
         for item in document["mode_transitions"]
         if item["from"] != item["to"]
     )
