@@ -46,6 +46,8 @@ OPERATIONS = (
     ("PUT", "/v1/orgs/{org_id}/llm-billing-mode-default"),
     ("GET", "/v1/orgs/{org_id}/workspaces"),
     ("GET", "/v1/audit"),
+    ("POST", "/v1/whatif"),
+    ("GET", "/v1/whatif/{job_id}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),

@@ -17,15 +17,19 @@ from tests.api.api_fixtures import Answer, Api, bearer
 
 from llmbilling.service import admin
 from llmbilling.service.tokens import Scope, create_token, revoke_token
+from llmbilling.service.whatif import current_configuration
 
 DECISION = "/v1/workspaces/{workspace_id}/llm-billing-mode"
 PROVISION = "/v1/workspaces/{workspace_id}/provision-env"
 ORG_DEFAULT = "/v1/orgs/{org_id}/llm-billing-mode-default"
 ORG_WORKSPACES = "/v1/orgs/{org_id}/workspaces"
 AUDIT = "/v1/audit"
+WHATIF = "/v1/whatif"
+WHATIF_JOB = "/v1/whatif/{job_id}"
 PROBLEM_MEMBERS = {"type", "title", "status", "code", "message"}
 
 Need = Literal["read", "write", "provision"]
+ORG_ID = "{org_id}"  # in a body: replaced by the org the call is about
 
 
 @dataclass(frozen=True)
@@ -34,16 +38,26 @@ class Call:
     template: str
     needs: Need
     body: dict[str, Any] | None = None
+    granted_status: int = 200
 
-    def url(self, org_id: UUID, workspace_id: UUID) -> str:
+    def url(self, org_id: UUID, workspace_id: UUID, job_id: UUID) -> str:
         if self.template == AUDIT:
             return f"{AUDIT}?org_id={org_id}"
-        return self.template.format(org_id=org_id, workspace_id=workspace_id)
+        return self.template.format(org_id=org_id, workspace_id=workspace_id, job_id=job_id)
 
-    def send(self, api: Api, headers: dict[str, str], org_id: UUID, workspace_id: UUID) -> Answer:
-        return api.client.request(
-            self.method, self.url(org_id, workspace_id), headers=headers, json=self.body
-        )
+    def send(
+        self,
+        api: Api,
+        headers: dict[str, str],
+        org_id: UUID,
+        workspace_id: UUID,
+        job_id: UUID | None = None,
+    ) -> Answer:
+        body = self.body
+        if body is not None and body.get("org_id") == ORG_ID:
+            body = {**body, "org_id": str(org_id)}
+        url = self.url(org_id, workspace_id, job_id or uuid.uuid4())
+        return api.client.request(self.method, url, headers=headers, json=body)
 
     def __str__(self) -> str:
         return f"{self.method} {self.template}"
@@ -58,6 +72,8 @@ CALLS = (
     Call("PUT", ORG_DEFAULT, "write", {"mode": "byok"}),
     Call("GET", ORG_WORKSPACES, "read"),
     Call("GET", AUDIT, "read"),
+    Call("POST", WHATIF, "write", {"org_id": "{org_id}"}, granted_status=202),
+    Call("GET", WHATIF_JOB, "read"),
 )
 ORG_SCOPES = (Scope.ORG_ADMIN, Scope.PROVISIONER, Scope.VIEWER)
 GRANTS: dict[Need, set[Scope]] = {
@@ -71,6 +87,7 @@ GRANTS: dict[Need, set[Scope]] = {
 class Tenants:
     own_org: UUID
     own_workspace: UUID
+    own_job: UUID
     foreign_org: UUID
     foreign_workspace: UUID
 
@@ -79,7 +96,9 @@ class Tenants:
 def tenants(api: Api) -> Tenants:
     own_org, own_workspace = api.org_with_workspace()
     foreign_org, foreign_workspace = api.org_with_workspace()
-    return Tenants(own_org, own_workspace, foreign_org, foreign_workspace)
+    jobs = api.app.state.whatif_jobs
+    own_job = jobs.start(current_configuration(api.context), org_id=own_org).id
+    return Tenants(own_org, own_workspace, own_job, foreign_org, foreign_workspace)
 
 
 def _token(api: Api, scope: Scope, org_id: UUID) -> dict[str, str]:
@@ -126,7 +145,7 @@ def test_every_route_refuses_a_missing_bad_or_revoked_token_with_401(
         headers = {"Authorization": authorization}
     headers, request_id = _with_request_id(headers)
 
-    response = call.send(api, headers, tenants.own_org, tenants.own_workspace)
+    response = call.send(api, headers, tenants.own_org, tenants.own_workspace, tenants.own_job)
 
     _refused(response, 401, "UNAUTHENTICATED")
     assert response.headers["www-authenticate"] == "Bearer"
@@ -148,15 +167,24 @@ def test_a_foreign_orgs_token_gets_the_same_404_as_for_an_id_that_does_not_exist
     foreign_token = _token(api, scope, tenants.foreign_org)
     headers, request_id = _with_request_id(foreign_token)
 
-    foreign = call.send(api, headers, tenants.own_org, tenants.own_workspace)
-    missing_org, missing_workspace = uuid.uuid4(), uuid.uuid4()
-    missing = call.send(api, foreign_token, missing_org, missing_workspace)
+    foreign = call.send(api, headers, tenants.own_org, tenants.own_workspace, tenants.own_job)
+    missing_org, missing_workspace, missing_job = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    missing = call.send(api, foreign_token, missing_org, missing_workspace, missing_job)
 
     by_workspace = "{workspace_id}" in call.template
-    _refused(foreign, 404, "WORKSPACE_NOT_FOUND" if by_workspace else "ORG_NOT_FOUND")
-    assert _normalized(foreign, tenants.own_org, tenants.own_workspace) == _normalized(
-        missing, missing_org, missing_workspace
+    by_job = "{job_id}" in call.template
+    _refused(
+        foreign,
+        404,
+        "WORKSPACE_NOT_FOUND"
+        if by_workspace
+        else "WHATIF_JOB_NOT_FOUND"
+        if by_job
+        else "ORG_NOT_FOUND",
     )
+    assert _normalized(
+        foreign, tenants.own_org, tenants.own_workspace, tenants.own_job
+    ) == _normalized(missing, missing_org, missing_workspace, missing_job)
     if by_workspace:
         assert str(tenants.own_org) not in foreign.text
     assert api.audit_entries(request_id) == []
@@ -173,7 +201,7 @@ def test_a_weaker_scope_on_its_own_org_gets_403_and_changes_nothing(
 ) -> None:
     headers, request_id = _with_request_id(_token(api, scope, tenants.own_org))
 
-    response = call.send(api, headers, tenants.own_org, tenants.own_workspace)
+    response = call.send(api, headers, tenants.own_org, tenants.own_workspace, tenants.own_job)
 
     _refused(response, 403, "FORBIDDEN")
     assert str(tenants.own_org) not in response.text
@@ -193,10 +221,14 @@ def test_each_scope_may_do_what_it_is_granted_on_its_own_org(
     api: Api, tenants: Tenants, call: Call, scope: Scope
 ) -> None:
     response = call.send(
-        api, _token(api, scope, tenants.own_org), tenants.own_org, tenants.own_workspace
+        api,
+        _token(api, scope, tenants.own_org),
+        tenants.own_org,
+        tenants.own_workspace,
+        tenants.own_job,
     )
 
-    assert response.status_code == 200, response.text
+    assert response.status_code == call.granted_status, response.text
 
 
 @pytest.mark.parametrize("scope", ORG_SCOPES, ids=str)

@@ -95,6 +95,9 @@ def captured_logs() -> Iterator[io.StringIO]:
     root.setLevel(level)
 
 
+DROPS_ORG_RUNG = {"rungs": ["workspace_override", "derived_provider", "deployment_default"]}
+
+
 def _walk_every_route(
     client: TestClient,
     context: ServiceContext,
@@ -123,6 +126,14 @@ def _walk_every_route(
         response = client.request(method, url, headers=headers, json=body)
         assert response.status_code == 200, (url, response.text)
         walked.add((method, template))
+    started = client.post(
+        "/v1/whatif", headers=headers, json={"org_id": str(org_id), "policy": DROPS_ORG_RUNG}
+    )
+    assert started.status_code == 202, started.text
+    walked.add(("POST", "/v1/whatif"))
+    job = client.get(started.headers["location"], headers=headers)
+    assert job.status_code == 200, job.text
+    walked.add(("GET", "/v1/whatif/{job_id}"))
     # Failing paths log too: a refused token, a failed provision naming env vars.
     client.get("/v1/audit", headers=bearer(token + "x"))
     admin.set_override(context, platform_workspace, "byok")

@@ -1,8 +1,9 @@
 """The admin HTTP service: ``create_app`` builds the FastAPI application.
 
 The app holds one :class:`ServiceContext` (``app.state.context``), its own Prometheus
-registry (``app.state.metrics``) and the memory of recently verified tokens that keeps reads
-working through a store outage (``app.state.recent_principals``).
+registry (``app.state.metrics``), the memory of recently verified tokens that keeps reads
+working through a store outage (``app.state.recent_principals``) and the what-if jobs of this
+process (``app.state.whatif_jobs``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from llmbilling.api.problems import (
 )
 from llmbilling.api.routes import ROUTERS
 from llmbilling.service.context import ServiceContext
+from llmbilling.service.whatif_jobs import WhatIfJobs
 from llmbilling.settings import Settings
 
 API_TITLE = "llmbilling admin API"
@@ -43,9 +45,12 @@ def create_app(
     owned = context is None
     service_context = context or ServiceContext.from_settings(settings or Settings())
 
+    whatif_jobs = WhatIfJobs(service_context)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        whatif_jobs.close()
         if owned:
             service_context.close()
 
@@ -61,6 +66,7 @@ def create_app(
     app.state.context = service_context
     app.state.metrics = Metrics()
     app.state.recent_principals = RecentPrincipals()
+    app.state.whatif_jobs = whatif_jobs
     install_problem_handlers(app)
     app.add_middleware(
         RequestObservability,

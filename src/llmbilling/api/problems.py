@@ -32,6 +32,8 @@ from llmbilling.service.errors import (
     WorkspaceNotFoundError,
 )
 from llmbilling.service.tokens import TokenNotFoundError
+from llmbilling.service.whatif import ProposalInvalidError
+from llmbilling.service.whatif_jobs import WhatIfJobNotFoundError
 from llmbilling.store.errors import SchemaNotCurrentError, StoreUnavailableError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -67,12 +69,15 @@ class MethodNotAllowedError(LlmBillingError):
 
 
 _STATUS_BY_ERROR: tuple[tuple[type[LlmBillingError], int], ...] = (
+    # Well-formed, but not a valid policy or registry document.
+    (ProposalInvalidError, 422),
     (InvalidInputError, 400),
     (UnauthenticatedError, 401),
     (ForbiddenError, 403),
     (WorkspaceNotFoundError, 404),
     (OrgNotFoundError, 404),
     (TokenNotFoundError, 404),
+    (WhatIfJobNotFoundError, 404),
     (RouteNotFoundError, 404),
     (MethodNotAllowedError, 405),
     (AlreadyExistsError, 409),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -190,3 +191,69 @@ class AuditPage(_Model):
 
 class Health(_Model):
     status: str
+
+
+# --- fleet what-if -------------------------------------------------------------------------------
+
+
+class WhatIfRequest(_Model):
+    policy: dict[str, Any] | None = Field(
+        default=None,
+        description="A proposed precedence policy document (`llmbilling policy show` prints"
+        " today's); null keeps today's policy.",
+    )
+    registry: dict[str, Any] | None = Field(
+        default=None,
+        description="A proposed provider registry document; null keeps today's registry.",
+    )
+    org_id: UUID | None = Field(
+        default=None, description="Only this org's workspaces; null = the whole fleet (admin)."
+    )
+
+
+class _Transition(_Model):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    from_: str = Field(alias="from")
+    to: str
+    count: int
+
+
+class ModeTransition(_Transition):
+    samples: list[str] = Field(description="The first workspace ids seen with this change.")
+
+
+class OrgTransitions(_Model):
+    org_id: str
+    mode_transitions: list[_Transition]
+    dangers: dict[str, int]
+
+
+class ConfigurationVersions(_Model):
+    policy: str
+    registry: str | None
+
+
+class WhatIfReport(_Model):
+    current: ConfigurationVersions
+    proposed: ConfigurationVersions
+    total: int
+    changed: int = Field(description="Workspaces whose mode or source would change.")
+    dangerous: bool = Field(description="True when any danger class is non-empty.")
+    dangers: dict[str, int]
+    danger_samples: dict[str, list[str]]
+    mode_transitions: list[ModeTransition]
+    source_transitions: list[_Transition]
+    per_org: list[OrgTransitions]
+
+
+class WhatIfJob(_Model):
+    id: UUID
+    state: str = Field(description="queued, running, succeeded or failed.")
+    org_id: UUID | None
+    done: int = Field(description="Workspaces decided so far.")
+    total: int | None = Field(description="Workspaces to decide; null until the run starts.")
+    created_at: datetime
+    finished_at: datetime | None
+    error: DecisionErrorModel | None
+    report: WhatIfReport | None = Field(description="Set once the job has succeeded.")

@@ -20,7 +20,7 @@ from llmbilling.core.provisioning import effective_model
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.core.resolve import relevant_auth_env
 from llmbilling.core.whatif import Change, Configuration, WhatIfReport, WhatIfTally, compare
-from llmbilling.errors import LlmBillingError
+from llmbilling.errors import InvalidInputError, LlmBillingError
 from llmbilling.service.context import ServiceContext, parse_id
 from llmbilling.service.resolve import sealed_effective_model, stored_inputs, unreadable_inputs
 from llmbilling.store.engine import describe_database_error
@@ -36,7 +36,14 @@ from llmbilling.store.workspace_read import (
 WHATIF_PAGE_SIZE = 5000
 # Distinct stored-input combinations remembered at once; the memo is dropped when full, which
 # bounds memory whatever the fleet's variety (a dropped entry is only recomputed).
-MEMO_LIMIT = 200_000
+MEMO_LIMIT = 100_000
+
+
+class ProposalInvalidError(InvalidInputError):
+    """A proposed policy or registry is well-formed but not a valid document; ``field`` is the
+    path inside it."""
+
+    code = "PROPOSAL_INVALID"
 
 
 def current_configuration(context: ServiceContext) -> Configuration:

@@ -21,10 +21,21 @@ from uuid import UUID
 
 from llmbilling.core.whatif import Configuration, WhatIfReport
 from llmbilling.errors import LlmBillingError
-from llmbilling.service.context import ServiceContext
+from llmbilling.service import audit
+from llmbilling.service.audit import AuditContext
+from llmbilling.service.context import ServiceContext, writing
 from llmbilling.service.whatif import count_workspaces, run_whatif
 
 log = logging.getLogger(__name__)
+
+
+class WhatIfJobNotFoundError(LlmBillingError):
+    """No such job in this process (never started, or no longer kept), or not the caller's."""
+
+    code = "WHATIF_JOB_NOT_FOUND"
+
+    def __init__(self, job_id: UUID) -> None:
+        super().__init__(f"no what-if job {job_id}")
 
 
 class JobState(StrEnum):
@@ -58,9 +69,16 @@ class WhatIfJobs:
         self._lock = threading.Lock()
         self._jobs: OrderedDict[UUID, WhatIfJob] = OrderedDict()
         self._reports: dict[UUID, WhatIfReport] = {}
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whatif")
+        self._worker: ThreadPoolExecutor | None = None
 
-    def start(self, proposed: Configuration, *, org_id: UUID | None) -> WhatIfJob:
+    def start(
+        self,
+        proposed: Configuration,
+        *,
+        org_id: UUID | None,
+        audit_context: AuditContext | None = None,
+    ) -> WhatIfJob:
+        """Queue a what-if of the fleet (or one org) under ``proposed``; audited as asked."""
         job = WhatIfJob(
             id=uuid.uuid4(),
             org_id=org_id,
@@ -69,12 +87,29 @@ class WhatIfJobs:
             total=None,
             created_at=datetime.now(UTC),
         )
+        with writing(self._context) as connection:
+            audit.record(
+                connection,
+                audit_context or AuditContext(),
+                "whatif.started",
+                org_id=org_id,
+                after={
+                    "job_id": str(job.id),
+                    "policy_version": proposed.policy.version,
+                    "registry_version": None
+                    if proposed.registry is None
+                    else proposed.registry.version,
+                },
+            )
         with self._lock:
             self._jobs[job.id] = job
             while len(self._jobs) > self._keep:
                 forgotten, _ = self._jobs.popitem(last=False)
                 self._reports.pop(forgotten, None)
-        self._worker.submit(self._run, job.id, proposed)
+            if self._worker is None:
+                # Made on demand: an app may be started and stopped several times (tests do).
+                self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whatif")
+            self._worker.submit(self._run, job.id, proposed)
         return job
 
     def get(self, job_id: UUID) -> WhatIfJob | None:
@@ -91,7 +126,11 @@ class WhatIfJobs:
             return list(reversed(self._jobs.values()))
 
     def close(self) -> None:
-        self._worker.shutdown(wait=True, cancel_futures=True)
+        """Stop the worker, dropping queued jobs; a later :meth:`start` makes a new one."""
+        with self._lock:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.shutdown(wait=True, cancel_futures=True)
 
     def _update(self, job_id: UUID, **changes: Any) -> None:
         with self._lock:

@@ -10,6 +10,7 @@ from llmbilling.api.routes import (
     org_defaults,
     org_workspaces,
     provision_env,
+    whatif,
     workspace_billing,
 )
 
@@ -19,5 +20,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     org_workspaces.router,
     provision_env.router,
     audit_log.router,
+    whatif.router,
     health.router,
 )
