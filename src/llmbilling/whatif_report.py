@@ -96,8 +96,8 @@ _LABEL_WIDTH = 330
 _CHART_WIDTH = 820
 
 
-def _chart(transitions: list[dict[str, Any]]) -> str:
-    """A horizontal bar chart of mode transitions; changed ones in orange."""
+def transition_chart(transitions: list[dict[str, Any]]) -> str:
+    """A horizontal bar chart (SVG, escaped text) of mode transitions; changed ones orange."""
     if not transitions:
         return "<p>No workspaces.</p>"
     largest = max(item["count"] for item in transitions)
@@ -167,7 +167,7 @@ registry <code>{e(str(proposed["registry"]))}</code>.</p>
 <h2>Danger classes</h2>
 <table><tr><th>class</th><th>workspaces</th><th>sample</th></tr>{danger_rows}</table>
 <h2>Mode transitions</h2>
-{_chart(document["mode_transitions"])}
+{transition_chart(document["mode_transitions"])}
 <h2>Workspaces that change mode (samples)</h2>
 <table><tr><th>transition</th><th>workspaces</th><th>sample</th></tr>{sample_rows}</table>
 <h2>Source transitions</h2>

@@ -8,21 +8,16 @@ Without /usr/bin/chromium the browser tests skip, unless ``CI=true``: then they 
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from uuid import UUID
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
+from tests.ui.browsing import SCREENSHOT_DIR, chromium, served_app
 
 from llmbilling.api.app import create_app
 from llmbilling.api.console import views
@@ -37,18 +32,6 @@ from llmbilling.service.tokens import create_token
 from llmbilling.settings import Settings
 from llmbilling.store.crypto import KeyRing
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-IN_CI = os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "test-output" / "ui"
 ORIGIN = "http://testserver"
 HOSTILE_NAME = '<script>alert("owned")</script> & Co'
 
@@ -394,35 +377,14 @@ def test_another_orgs_pages_are_not_found_for_a_tenant_token(console: Console) -
 
 @pytest.fixture(scope="module")
 def served(console: Console) -> Iterator[str]:
-    """The app under uvicorn on a free port of 127.0.0.1; yields its base URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(console.app, host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join()
+    with served_app(console.app) as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing (install Debian's chromium package)"
-        if IN_CI:
-            pytest.fail(f"CI=true but {reason}", pytrace=False)
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 def test_an_operator_logs_in_filters_reads_a_trace_and_changes_an_override(

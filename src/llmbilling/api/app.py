@@ -18,6 +18,7 @@ from fastapi.openapi.utils import get_openapi
 
 from llmbilling.api.auth import RecentPrincipals
 from llmbilling.api.console.routes import router as console_router
+from llmbilling.api.console.whatif_pages import router as console_whatif_router
 from llmbilling.api.observability import Metrics, RequestObservability
 from llmbilling.api.problems import (
     INTERNAL_ERROR_CODE,
@@ -77,6 +78,7 @@ def create_app(
         app.include_router(router)
     # The web console (HTML pages under /console/) is included here.
     app.include_router(console_router)
+    app.include_router(console_whatif_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
