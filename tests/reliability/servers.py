@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 from uuid import UUID
 
 import httpx
@@ -48,7 +49,7 @@ def free_port() -> int:
         return port
 
 
-def skip_or_fail(reason: str) -> None:
+def skip_or_fail(reason: str) -> NoReturn:
     """Skip the test for want of PostgreSQL, unless CI requires it (then fail)."""
     if REQUIRE_POSTGRES:
         pytest.fail(f"LLMBILLING_REQUIRE_POSTGRES=1 but {reason}", pytrace=False)
@@ -105,7 +106,6 @@ class ThrowawayCluster:
         bin_dir = _postgres_bin()
         if bin_dir is None:
             skip_or_fail("no PostgreSQL server binaries (initdb) on this machine")
-            raise AssertionError("unreachable")
         as_postgres = os.geteuid() == 0
         root = Path(tempfile.mkdtemp(prefix="llmb-pg-"))
         try:
@@ -300,9 +300,9 @@ class ServerProcess:
             return ""
         return self.log_path.read_text(errors="replace")[-characters:]
 
-    def log_lines_with(self, needle: str) -> int:
+    def log_lines_with(self, *needles: str) -> int:
+        """How many log lines contain any of ``needles``."""
         if not self.log_path.exists():
             return 0
-        return sum(
-            needle in line for line in self.log_path.read_text(errors="replace").splitlines()
-        )
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return sum(any(needle in line for needle in needles) for line in lines)

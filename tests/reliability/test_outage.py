@@ -52,6 +52,7 @@ class OutageRun:
     pids: list[int | None]  # the server's pid when the load started and after each phase
     alive: list[bool]  # the server process was running, checked after each phase
     recovery_seconds: list[float | None]  # per cycle; None: not recovered by the deadline
+    unhandled_errors: int  # server log lines of an unhandled exception
 
     def in_phase(self, phase: str, route: str) -> list[Sample]:
         return [s for s in self.samples if s.phase == phase and s.route == route]
@@ -101,7 +102,8 @@ def _drive(
             check()
     finally:
         load.stop()
-    return OutageRun(load.samples(), pids, alive, recoveries)
+    unhandled = server.log_lines_with('"unhandled_error"', "Traceback")
+    return OutageRun(load.samples(), pids, alive, recoveries, unhandled)
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +129,10 @@ def test_the_server_process_stays_up_through_the_outage_and_is_never_restarted(
 ) -> None:
     assert all(outage_run.alive)
     assert len(set(outage_run.pids)) == 1
+
+
+def test_the_server_logs_no_unhandled_exception(outage_run: OutageRun) -> None:
+    assert outage_run.unhandled_errors == 0
 
 
 def test_the_decision_route_never_answers_5xx_in_any_phase(outage_run: OutageRun) -> None:
