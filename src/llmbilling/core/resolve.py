@@ -239,6 +239,9 @@ _SKIPPED_UNREADABLE = {
     rung: TraceEntry(rung, RungStatus.SKIPPED, "not consulted: the override could not be read")
     for rung in RungName
 }
+# With a failed read, only these rungs run: the override (which records the failure) and the
+# deployment default (which decides constant_fallback).
+_READ_FAILURE_RUNGS = frozenset({RungName.WORKSPACE_OVERRIDE, RungName.DEPLOYMENT_DEFAULT})
 _NOT_ATTEMPTED = Derivation(
     DerivationOutcome.NOT_ATTEMPTED, "not attempted: an earlier rung decided"
 )
@@ -303,9 +306,12 @@ def _run_chain(
 ) -> ChainOutcome:
     org_default, org_verdict = _org_default(org_default_raw)
     recognized_override: BillingMode | None = None
-    error: DecisionError | None = None
+    # A failed read fails closed under every policy, wherever it puts the override rung (or
+    # if it drops it): an override we could not read might have said anything, so no rung
+    # may decide from what else was given, and the error must travel beside the decision.
+    error = _read_override(has_workspace_id, override).read_error
+    unreadable = error is not None
     derivation: _DerivationReading | None = None
-    unreadable = False
     mode: BillingMode | None = None
     source: DecisionSource | None = None
     decided_by: RungName | None = None
@@ -314,15 +320,13 @@ def _run_chain(
         if decided_by is not None:
             trace.append(_NOT_CONSULTED[rung, decided_by])
             continue
-        if unreadable and rung is not RungName.DEPLOYMENT_DEFAULT:
+        if unreadable and rung not in _READ_FAILURE_RUNGS:
             trace.append(_SKIPPED_UNREADABLE[rung])
             continue
         if rung is RungName.WORKSPACE_OVERRIDE:
             reading = _read_override(has_workspace_id, override)
             verdict = reading.verdict
             recognized_override = reading.recognized
-            if reading.read_error is not None:
-                unreadable, error = True, reading.read_error
         elif rung is RungName.ORG_DEFAULT:
             verdict = org_verdict
             if verdict.mode is not None and policy.own_key_wins_over_org_default:
