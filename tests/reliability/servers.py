@@ -7,6 +7,7 @@ Nothing here touches the shared PostgreSQL on port 5432 except through
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,25 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def run_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, produce: Callable[[], str]
+) -> str:
+    """``produce()`` once per test run, even when pytest-xdist spreads the tests that need it
+    over several workers: the first worker to get here runs it and stores its text; the others
+    wait on a file lock and read that (pytest-xdist's documented recipe). A scenario that
+    fails or skips stores nothing, so the next worker tries it again."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    result = root / f"{name}.json"
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if result.exists():
+            return result.read_text()
+        text = produce()
+        result.write_text(text)
+        return text
 
 
 def skip_or_fail(reason: str) -> NoReturn:

@@ -18,11 +18,13 @@ Run with ``-s`` to see the counts by phase, route and answer.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.reliability.load import (
@@ -34,7 +36,13 @@ from tests.reliability.load import (
     count_by_phase,
     format_counts,
 )
-from tests.reliability.servers import LONG_RUN, ServerProcess, ThrowawayCluster, seed_store
+from tests.reliability.servers import (
+    LONG_RUN,
+    ServerProcess,
+    ThrowawayCluster,
+    run_once,
+    seed_store,
+)
 
 BEFORE_SECONDS = 10.0 if LONG_RUN else 2.0
 OUTAGE_SECONDS = 10.0 if LONG_RUN else 2.5
@@ -53,6 +61,14 @@ class OutageRun:
     alive: list[bool]  # the server process was running, checked after each phase
     recovery_seconds: list[float | None]  # per cycle; None: not recovered by the deadline
     unhandled_errors: int  # server log lines of an unhandled exception
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> OutageRun:
+        fields: dict[str, Any] = json.loads(text)
+        return cls(**{**fields, "samples": [Sample(**sample) for sample in fields["samples"]]})
 
     def in_phase(self, phase: str, route: str) -> list[Sample]:
         return [s for s in self.samples if s.phase == phase and s.route == route]
@@ -106,8 +122,7 @@ def _drive(
     return OutageRun(load.samples(), pids, alive, recoveries, unhandled)
 
 
-@pytest.fixture(scope="module")
-def outage_run(tmp_path_factory: pytest.TempPathFactory) -> OutageRun:
+def _scenario(tmp_path_factory: pytest.TempPathFactory) -> OutageRun:
     with ThrowawayCluster.running() as cluster:
         seeded = seed_store(cluster.url, workspaces=4)
         workdir: Path = tmp_path_factory.mktemp("outage")
@@ -116,9 +131,18 @@ def outage_run(tmp_path_factory: pytest.TempPathFactory) -> OutageRun:
         try:
             phases = Phases("before")
             load = ThreadLoad(server.base_url, seeded.token, seeded.workspace_ids, phases)
-            run = _drive(cluster, server, load, phases)
+            return _drive(cluster, server, load, phases)
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def outage_run(tmp_path_factory: pytest.TempPathFactory) -> OutageRun:
+    run = OutageRun.from_json(
+        run_once(
+            tmp_path_factory, "reliability-outage", lambda: _scenario(tmp_path_factory).to_json()
+        )
+    )
     print(f"\n{format_counts(count_by_phase(run.samples), PHASES)}")
     print(f"recovery seconds per cycle: {run.recovery_seconds}; server pids: {set(run.pids)}")
     return run
