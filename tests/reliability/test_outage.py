@@ -4,11 +4,14 @@ down a few seconds, and comes back.
 The promise (docs/API.md, spec §6): the server process stays up; the decision GET never answers
 5xx (during the outage it answers the ``constant_fallback`` decision with its error); writes
 answer 503 ``STORE_UNAVAILABLE`` problems; once the database is back the same process recovers
-by itself, within a bounded time, with no restart.
+by itself, within a bounded time, with no restart. Recovery time is measured from the moment
+the restarted database accepts connections (``pg_ctl start -w`` returns) to the first
+successful PUT and the first decision read from the store, whichever comes later.
 
-One scenario runs per module (a throwaway cluster this test owns, never the shared one): threads
-send decision GETs and override PUTs throughout; every request records the phase at its start
-and at its answer. Requests that straddle a phase change are held to the rules of every phase
+The scenario runs once per test run, shared by every xdist worker that needs it, on a
+throwaway cluster this test owns (never the shared one on port 5432). Threads send decision
+GETs and override PUTs throughout; every request records the phase at its start and at its
+answer. Requests that straddle a phase change are held to the rules of every phase
 (no 5xx on the decision route, no 500 anywhere) but not to those of either side.
 Two cycles run: ``pg_ctl stop -m fast``, then ``-m immediate`` (a crash: the restart runs
 recovery). ``LLMBILLING_LONG_RUN=1`` runs six cycles, each 10 s down with 10 s of load between
