@@ -1,0 +1,549 @@
+"""The decision GET over HTTP against a no-op route of the same app, same server, same load.
+
+For SQLite (a temp file) and PostgreSQL (a fresh database on --postgres-url, dropped
+afterwards): migrate, seed a fleet (``seed_fleet``, seed 7), create an admin token, then serve
+``create_app`` exactly as ``llmbilling serve`` does (uvicorn, one worker, ``loop``/``http`` left
+on auto, so uvloop and httptools when installed; ``log_config=None``, ``access_log=False``,
+JSON request logs on stderr, here to a file) in a subprocess on 127.0.0.1. This benchmark adds
+one route to that app, ``GET /bench/noop/{workspace_id}``: the same path shape (a UUID path
+parameter), the same middleware (request id, metrics, the JSON ``request`` log line) and the
+same bearer-token dependency as the decision GET — so a real token is checked against the
+store on both — and an ``async`` handler that returns ``{"ok": true}``. The ratio therefore
+prices what the decision itself adds to an authenticated request: the workspace read, the
+core, the ETag digest, the JSON record and its threadpool hop.
+
+A load generator in a second process (asyncio on raw sockets, HTTP/1.1 keep-alive) holds
+--concurrency connections, each sending its next request as soon as the previous answer is
+in (closed loop), cycling over the seeded workspace ids with ``Authorization: Bearer``. After
+a warm-up of each route, --rounds rounds alternate the two routes (which goes first
+alternates too), --seconds each. Every answer must be a 200. For each route: p50 and p99 of
+every request's latency (send to last body byte) pooled over the rounds, and requests/s over
+its rounds. Per engine: decision p99 / no-op p99. The last line is the worst engine's:
+``http_p99_ratio: X.XX`` (target <= 1.5; and >= 2,000 decisions/s).
+
+    .venv/bin/python bench/http.py [--workspaces 10000] [--concurrency 32] [--rounds 5]
+        [--seconds 5] [--postgres-url postgresql://postgres@127.0.0.1:5432/test]
+
+(This file shares its name with the standard library's ``http`` package; run as a script, its
+own folder is dropped from ``sys.path`` before anything else is imported.)
+"""
+
+# ruff: noqa: E402 (the imports below must follow the sys.path fix)
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `python bench/http.py` puts bench/ first on sys.path, where this file would shadow the
+# standard library's `http` package for everything imported below (uvicorn, starlette, ...).
+_HERE = str(Path(__file__).resolve().parent)
+sys.path[:] = [entry for entry in sys.path if str(Path(entry or ".").resolve()) != _HERE]
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import select
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from array import array
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import uvicorn
+from fastapi import Path as PathParam
+from sqlalchemy import create_engine, text
+from sqlalchemy import select as sql_select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.responses import JSONResponse, Response
+
+from llmbilling.api.app import create_app
+from llmbilling.api.dependencies import Caller
+from llmbilling.api.observability import configure_logging
+from llmbilling.core.provisioning import ProxySettings
+from llmbilling.registry_files import built_in_registry
+from llmbilling.service.context import DeploymentInputs, ServiceContext
+from llmbilling.service.tokens import Scope, create_token
+from llmbilling.settings import PROXY_ENV_FIELDS, Settings
+from llmbilling.store import migrate
+from llmbilling.store.crypto import KeyRing
+from llmbilling.store.engine import open_store
+from llmbilling.store.seed import seed_fleet
+from llmbilling.store.tables import workspaces
+
+PROXY = ProxySettings(base_url="https://proxy.example/v1", usage_token="bench-usage-token")
+TOKEN_ENV = "LLMBILLING_BENCH_TOKEN"
+NOOP_PREFIX = "/bench/noop/"
+ROUTES = ("decision", "noop")
+WARMUP_SECONDS = 2.0
+SERVER_START_SECONDS = 60.0
+SERVER_STOP_SECONDS = 20.0
+REQUEST_TIMEOUT_SECONDS = 10.0
+
+
+def decision_path(workspace_id: str) -> str:
+    return f"/v1/workspaces/{workspace_id}/llm-billing-mode"
+
+
+def noop_path(workspace_id: str) -> str:
+    return f"{NOOP_PREFIX}{workspace_id}"
+
+
+# --- the server process ----------------------------------------------------------------------
+
+
+async def noop(
+    workspace_id: Annotated[UUID, PathParam(description="Workspace id (UUID).")], caller: Caller
+) -> Response:
+    """The no-op route: the decision GET's path shape and bearer-token dependency, no work."""
+    del workspace_id, caller
+    return JSONResponse({"ok": True})
+
+
+def serve_role() -> None:
+    """Build the app as ``llmbilling serve`` does, add the no-op route, serve on a free port
+    of 127.0.0.1 and print that port (one line on stdout) once the socket listens."""
+    configure_logging()
+    settings = Settings()
+    context = ServiceContext.from_settings(settings)
+    app = create_app(settings, context=context)
+    app.add_api_route(NOOP_PREFIX + "{workspace_id}", noop, methods=["GET"])
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    # The same Config as `uvicorn.run(app, host=..., port=..., log_config=None,
+    # access_log=False)` in serve_command.py; only the socket is bound here, to get a free port.
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    config.load()
+    loop_factory = config.get_loop_factory()
+    loop = "asyncio" if loop_factory is None else loop_factory.__module__
+    http = getattr(config.http_protocol_class, "__module__", "?")
+    print(f"{port} loop={loop} http={http.rsplit('.', 1)[-1]}", flush=True)
+    try:
+        server.run(sockets=[listener])
+    finally:
+        context.close()
+
+
+# --- the load generator process --------------------------------------------------------------
+
+
+class RequestFailedError(Exception):
+    pass
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> int:
+    """Send one request and read its whole answer; its status."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = None
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+            break
+    if length is None:
+        raise RequestFailedError(f"an answer without Content-Length: {head[:200]!r}")
+    await reader.readexactly(length)
+    return status
+
+
+@dataclass
+class Phase:
+    route: str
+    seconds: float
+    latencies_ns: array[int]
+    elapsed: float
+    server_cpu: float
+    failures: int
+    first_failure: str
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0.0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    # After the command: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _run_phase(
+    connections: Sequence[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+    requests: Sequence[bytes],
+    route: str,
+    seconds: float,
+    offset: int,
+    server_pid: int,
+) -> Phase:
+    latencies: array[int] = array("q")
+    failures = 0
+    first_failure = ""
+    clock = time.perf_counter_ns
+    cpu_before = _cpu_seconds(server_pid)
+    started = clock()
+    deadline = started + int(seconds * 1e9)
+
+    async def worker(index: int) -> None:
+        nonlocal failures, first_failure
+        reader, writer = connections[index]
+        position = offset + index * 7919
+        while clock() < deadline:
+            request = requests[position % len(requests)]
+            position += 1
+            sent = clock()
+            status = await asyncio.wait_for(
+                _exchange(reader, writer, request), REQUEST_TIMEOUT_SECONDS
+            )
+            latencies.append(clock() - sent)
+            if status != 200:
+                failures += 1
+                first_failure = first_failure or f"status {status}"
+
+    await asyncio.gather(*(worker(index) for index in range(len(connections))))
+    elapsed = (clock() - started) / 1e9
+    server_cpu = _cpu_seconds(server_pid) - cpu_before
+    return Phase(route, seconds, latencies, elapsed, server_cpu, failures, first_failure)
+
+
+async def _load(config: dict[str, Any], token: str) -> dict[str, Any]:
+    port: int = config["port"]
+    ids: list[str] = config["ids"]
+    host_line = f"Host: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    requests = {
+        "decision": [f"GET {decision_path(i)} HTTP/1.1\r\n{host_line}".encode() for i in ids],
+        "noop": [f"GET {noop_path(i)} HTTP/1.1\r\n{host_line}".encode() for i in ids],
+    }
+    connections = [
+        await asyncio.open_connection("127.0.0.1", port) for _ in range(config["concurrency"])
+    ]
+    for _reader, writer in connections:
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    phases: list[Phase] = []
+    offset = 0
+    try:
+        for route in ROUTES:  # warm-up: not recorded
+            await _run_phase(
+                connections, requests[route], route, WARMUP_SECONDS, offset, config["server_pid"]
+            )
+        for round_index in range(config["rounds"]):
+            order = ROUTES if round_index % 2 == 0 else ROUTES[::-1]
+            for route in order:
+                offset += 104_729
+                phases.append(
+                    await _run_phase(
+                        connections,
+                        requests[route],
+                        route,
+                        config["seconds"],
+                        offset,
+                        config["server_pid"],
+                    )
+                )
+    finally:
+        for _reader, writer in connections:
+            writer.close()
+    result: dict[str, Any] = {}
+    for route in ROUTES:
+        mine = [phase for phase in phases if phase.route == route]
+        pooled = sorted(value for phase in mine for value in phase.latencies_ns)
+        result[route] = {
+            "requests": len(pooled),
+            "elapsed": sum(phase.elapsed for phase in mine),
+            "server_cpu": sum(phase.server_cpu for phase in mine),
+            "failures": sum(phase.failures for phase in mine),
+            "first_failure": next((p.first_failure for p in mine if p.first_failure), ""),
+            "p50_ms": _percentile(pooled, 50) / 1e6,
+            "p99_ms": _percentile(pooled, 99) / 1e6,
+            "round_p99_ms": [_percentile(sorted(p.latencies_ns), 99) / 1e6 for p in mine],
+        }
+    return result
+
+
+def _percentile(ordered: Sequence[int], percent: float) -> float:
+    """Nearest rank."""
+    if not ordered:
+        return float("nan")
+    rank = max(1, -(-len(ordered) * percent // 100))
+    return float(ordered[int(rank) - 1])
+
+
+def _run_event_loop(main: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it on Linux
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def load_role(config_path: str, output_path: str) -> None:
+    config = json.loads(Path(config_path).read_text())
+    result = _run_event_loop(_load(config, os.environ[TOKEN_ENV]))
+    Path(output_path).write_text(json.dumps(result))
+
+
+# --- the orchestration (this process) --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RouteFigures:
+    p50_ms: float
+    p99_ms: float
+    per_second: float
+    requests: int
+    server_cpu_us: float
+    round_p99_ms: tuple[float, ...]
+
+
+def _seed(url: str, key_ring: KeyRing, count: int) -> tuple[list[str], str]:
+    """Migrate and seed the fleet; its workspace ids (shuffled) and a new admin token."""
+    context = ServiceContext(
+        open_store(url),
+        DeploymentInputs(proxy=PROXY, org_default=None),
+        built_in_registry(),
+        key_ring_loader=lambda: key_ring,
+    )
+    try:
+        migrate.upgrade(context.store)
+        started = time.perf_counter()
+        with context.store.engine.begin() as connection:
+            seed_fleet(
+                connection,
+                workspace_count=count,
+                seed=7,
+                registry=built_in_registry(),
+                key_ring=key_ring,
+                stamp=datetime.now(UTC),
+            )
+            ids = [str(i) for i in connection.execute(sql_select(workspaces.c.id)).scalars()]
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("ANALYZE"))
+        token = create_token(context, scope=Scope.ADMIN, name="bench-http").token
+    finally:
+        context.close()
+    print(f"  seeded {count} workspaces in {time.perf_counter() - started:.1f}s")
+    random.Random(11).shuffle(ids)
+    return ids, token
+
+
+def _server_env(url: str, key_text: str) -> dict[str, str]:
+    """This environment less any deployment setting, plus the bench's store, keys and proxy."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("LLMBILLING_", "MOLECULE_")) and name not in PROXY_ENV_FIELDS
+    }
+    env.update(
+        LLMBILLING_DATABASE_URL=url,
+        LLMBILLING_SECRET_KEYS=key_text,
+        MOLECULE_LLM_BASE_URL=PROXY.base_url or "",
+        MOLECULE_LLM_USAGE_TOKEN=PROXY.usage_token or "",
+    )
+    return env
+
+
+def _start_server(url: str, key_text: str, workdir: Path) -> tuple[subprocess.Popen[str], int]:
+    log = (workdir / "server.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--role", "serve"],
+        env=_server_env(url, key_text),
+        cwd=workdir,  # no stray .env
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    log.close()
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], SERVER_START_SECONDS)
+    line = process.stdout.readline() if ready else ""
+    if not line:
+        process.kill()
+        process.wait(SERVER_STOP_SECONDS)
+        tail = (workdir / "server.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"the server did not start:\n{tail}")
+    port_text, _, described = line.strip().partition(" ")
+    print(f"  server: uvicorn, 1 worker, {described}, access log off, JSON logs to a file")
+    return process, int(port_text)
+
+
+def _check_routes(port: int, token: str, workspace_id: str) -> None:
+    """Both routes answer 200 with the token, and 401 without it (the no-op is guarded)."""
+    import httpx
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as client:
+        for path in (decision_path(workspace_id), noop_path(workspace_id)):
+            answer = client.get(path, headers={"Authorization": f"Bearer {token}"})
+            if answer.status_code != 200:
+                raise RuntimeError(f"GET {path}: {answer.status_code} {answer.text[:300]}")
+            if client.get(path).status_code != 401:
+                raise RuntimeError(f"GET {path} without a token is not a 401")
+        if (
+            "mode"
+            not in client.get(
+                decision_path(workspace_id), headers={"Authorization": f"Bearer {token}"}
+            ).json()
+        ):
+            raise RuntimeError("the decision GET did not answer a decision record")
+
+
+def _stop_server(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(SERVER_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(SERVER_STOP_SECONDS)
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def _drive(
+    server_pid: int,
+    port: int,
+    token: str,
+    ids: list[str],
+    arguments: argparse.Namespace,
+    workdir: Path,
+) -> dict[str, RouteFigures]:
+    config_path, output_path = workdir / "load.json", workdir / "load-result.json"
+    config_path.write_text(
+        json.dumps(
+            {
+                "port": port,
+                "server_pid": server_pid,
+                "ids": ids,
+                "concurrency": arguments.concurrency,
+                "rounds": arguments.rounds,
+                "seconds": arguments.seconds,
+            }
+        )
+    )
+    bound = 2 * WARMUP_SECONDS + 2 * arguments.rounds * arguments.seconds + 60
+    subprocess.run(
+        [sys.executable, __file__, "--role", "load", str(config_path), str(output_path)],
+        env={**os.environ, TOKEN_ENV: token},  # never on a command line
+        stdin=subprocess.DEVNULL,
+        check=True,
+        timeout=bound,
+    )
+    result = json.loads(output_path.read_text())
+    figures: dict[str, RouteFigures] = {}
+    for route in ROUTES:
+        found = result[route]
+        if found["failures"]:
+            raise RuntimeError(
+                f"{route}: {found['failures']} answers were not 200 ({found['first_failure']})"
+            )
+        figures[route] = RouteFigures(
+            p50_ms=found["p50_ms"],
+            p99_ms=found["p99_ms"],
+            per_second=found["requests"] / found["elapsed"],
+            requests=found["requests"],
+            server_cpu_us=found["server_cpu"] / found["requests"] * 1e6,
+            round_p99_ms=tuple(found["round_p99_ms"]),
+        )
+    return figures
+
+
+def _logged_errors(workdir: Path) -> int:
+    path = workdir / "server.log"
+    return sum('"level": "error"' in line for line in path.read_text(errors="replace").splitlines())
+
+
+def _run(engine: str, url: str, arguments: argparse.Namespace) -> float:
+    print(f"{engine}:")
+    key_text = KeyRing.new_key_text(1)
+    ids, token = _seed(url, KeyRing.parse(key_text), arguments.workspaces)
+    with tempfile.TemporaryDirectory() as folder:
+        workdir = Path(folder)
+        process, port = _start_server(url, key_text, workdir)
+        try:
+            _check_routes(port, token, ids[0])
+            figures = _drive(process.pid, port, token, ids, arguments, workdir)
+        finally:
+            _stop_server(process)
+        errors = _logged_errors(workdir)
+    if errors:
+        raise RuntimeError(f"the server logged {errors} errors")
+    names = {"decision": "decision GET", "noop": "no-op GET"}
+    for route in ROUTES:
+        found = figures[route]
+        rounds = "/".join(f"{value:.1f}" for value in found.round_p99_ms)
+        print(
+            f"  {names[route]:<12}  p50 {found.p50_ms:6.2f} ms   p99 {found.p99_ms:6.2f} ms"
+            f"   {found.per_second:6,.0f} req/s   server CPU {found.server_cpu_us:5.0f} us/req"
+            f"   (p99 by round {rounds} ms)"
+        )
+    decision, noop = figures["decision"], figures["noop"]
+    ratio = decision.p99_ms / noop.p99_ms
+    print(
+        f"  p99 ratio {ratio:.2f}   p50 ratio {decision.p50_ms / noop.p50_ms:.2f}"
+        f"   ({arguments.concurrency} connections, {arguments.rounds} x"
+        f" {arguments.seconds:g} s per route, interleaved)"
+    )
+    return ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--workspaces", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    parser.add_argument("--role", choices=("serve", "load"), help=argparse.SUPPRESS)
+    parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.role == "serve":
+        serve_role()
+        return
+    if arguments.role == "load":
+        load_role(*arguments.paths)
+        return
+
+    ratios: list[float] = []
+    with tempfile.TemporaryDirectory() as folder:
+        sqlite_url = f"sqlite:///{Path(folder) / 'bench.sqlite3'}"
+        ratios.append(_run("sqlite", sqlite_url, arguments))
+
+    admin_url = make_url(arguments.postgres_url).set(drivername="postgresql+psycopg")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"llmbilling_bench_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except SQLAlchemyError as error:  # report, and carry on with SQLite alone
+        print(f"postgresql: skipped ({type(error).__name__}: {str(error).splitlines()[0]})")
+    else:
+        try:
+            database_url = admin_url.set(database=name).render_as_string(hide_password=False)
+            ratios.append(_run("postgresql", database_url, arguments))
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+    print(f"http_p99_ratio: {max(ratios):.2f}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
