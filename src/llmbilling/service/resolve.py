@@ -42,22 +42,33 @@ class DecisionVersion:
 
     @classmethod
     def of(cls, state: WorkspaceState, decision: BillingDecision) -> DecisionVersion:
-        record = json.dumps(decision.to_dict(), sort_keys=True, separators=(",", ":"))
-        digest = hashlib.sha256(record.encode("utf-8")).hexdigest()[:16]
+        # Without the workspace id, which never changes for a workspace.
+        record = BillingDecision(None, decision.outcome).to_dict()
+        text = json.dumps(record, sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
         return cls(state.workspace_version, state.org_version, digest)
 
 
 @dataclass(frozen=True, slots=True)
 class StoredDecision:
-    """A workspace's decision and what the read learned about its stored rows.
+    """A workspace's decision and the stored state it was made from.
 
-    ``org_id`` and ``version`` are None when the state could not be read: the decision is
-    then the ``constant_fallback`` one, and nothing about the workspace is known.
+    ``state`` is None when the state could not be read: the decision is then the
+    ``constant_fallback`` one, and nothing about the workspace is known.
     """
 
     decision: BillingDecision
-    org_id: UUID | None
-    version: DecisionVersion | None
+    state: WorkspaceState | None
+
+    @property
+    def org_id(self) -> UUID | None:
+        return None if self.state is None else self.state.org_id
+
+    @property
+    def version(self) -> DecisionVersion | None:
+        """Computed on demand (only conditional writes and ETags need it): it hashes the
+        decision record."""
+        return None if self.state is None else DecisionVersion.of(self.state, self.decision)
 
 
 def resolve_workspace(context: ServiceContext, workspace_id: str | UUID) -> BillingDecision:
@@ -79,11 +90,11 @@ def read_decision(context: ServiceContext, workspace_id: str | UUID) -> StoredDe
             state = read_workspace_state(connection, parsed)
     except SQLAlchemyError as error:
         message = describe_database_error(error, context.store.url)
-        return StoredDecision(unreadable_decision(context, parsed, message), None, None)
+        return StoredDecision(unreadable_decision(context, parsed, message), None)
     if state is None:
         raise WorkspaceNotFoundError(parsed)
     decision = decide_from_state(context, state)
-    return StoredDecision(decision, state.org_id, DecisionVersion.of(state, decision))
+    return StoredDecision(decision, state)
 
 
 def decide_from_state(context: ServiceContext, state: WorkspaceState) -> BillingDecision:

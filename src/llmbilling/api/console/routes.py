@@ -307,7 +307,8 @@ def _confirm_page(
     new_mode: BillingMode | None,
 ) -> Response:
     current = read_decision(context, workspace.id)
-    if current.version is None:
+    version = current.version
+    if version is None:
         # The decision could not be read, so there is nothing to confirm a change against.
         raise StoreUnavailableError("the workspace's decision could not be read")
     return render(
@@ -317,7 +318,7 @@ def _confirm_page(
         new_mode=None if new_mode is None else new_mode.value,
         current=current.decision,
         # The write happens only if the decision is still the one this page showed.
-        version=decision_etag(current.version),
+        version=decision_etag(version),
         preview=queries.decision_with_override(context, workspace.id, new_mode),
         source_labels=views.SOURCE_LABELS,
     )

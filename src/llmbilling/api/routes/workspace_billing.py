@@ -129,5 +129,6 @@ def _expected_version(
 
 def _decision_response(stored: StoredDecision, metrics: Metrics) -> Response:
     metrics.count_decision(stored.decision)
-    headers = {} if stored.version is None else {"ETag": decision_etag(stored.version)}
+    version = stored.version
+    headers = {} if version is None else {"ETag": decision_etag(version)}
     return JSONResponse(stored.decision.to_dict(), headers=headers)
