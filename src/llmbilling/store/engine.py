@@ -21,6 +21,12 @@ from llmbilling.errors import InvalidInputError
 
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# Each pool keeps every connection it opens, up to this many (SQLAlchemy's default cap of
+# 5 kept + 10 overflow). Overflow connections are closed when given back, so under concurrent
+# requests a server opened and closed a connection every few requests: a new PostgreSQL
+# backend, or SQLite's connection PRAGMAs, each time.
+POOL_SIZE = 15
+_KEEP_EVERY_CONNECTION: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": 0}
 _URL_CREDENTIALS = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 
 
@@ -80,6 +86,7 @@ def open_store(database_url: str, *, pool_pre_ping: bool = True) -> Store:
 
 def _postgres_engine(url: URL, *, pool_pre_ping: bool, autocommit: bool = False) -> Engine:
     options: dict[str, Any] = {
+        **_KEEP_EVERY_CONNECTION,
         "pool_pre_ping": pool_pre_ping,
         "connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS},
     }
@@ -89,10 +96,11 @@ def _postgres_engine(url: URL, *, pool_pre_ping: bool, autocommit: bool = False)
 
 
 def _sqlite_engine(url: URL, *, autocommit: bool = False) -> Engine:
+    options: dict[str, Any] = {}
     database = url.database
     if database and database != ":memory:" and not database.startswith("file:"):
+        options.update(_KEEP_EVERY_CONNECTION)  # a file database: SQLAlchemy's QueuePool
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    options: dict[str, Any] = {}
     if autocommit:
         options["isolation_level"] = "AUTOCOMMIT"
     engine = create_engine(url, **options)
