@@ -19,6 +19,11 @@ from fastapi.openapi.utils import get_openapi
 from llmbilling.api.auth import RecentPrincipals
 from llmbilling.api.console.routes import router as console_router
 from llmbilling.api.console.whatif_pages import router as console_whatif_router
+from llmbilling.api.limits import (
+    MAX_REQUEST_BODY_BYTES,
+    REQUEST_TOO_LARGE_CODE,
+    RequestBodyLimit,
+)
 from llmbilling.api.observability import Metrics, RequestObservability
 from llmbilling.api.problems import (
     INTERNAL_ERROR_CODE,
@@ -69,6 +74,17 @@ def create_app(
     app.state.recent_principals = RecentPrincipals()
     app.state.whatif_jobs = whatif_jobs
     install_problem_handlers(app)
+    # Inside the observability middleware, so a refused body is logged and counted like any
+    # other answer (and carries its request id).
+    app.add_middleware(
+        RequestBodyLimit,
+        too_large=problem_body(
+            413,
+            REQUEST_TOO_LARGE_CODE,
+            f"the request body is larger than {MAX_REQUEST_BODY_BYTES} bytes",
+        ),
+        on_refused=lambda: app.state.metrics.count_error(REQUEST_TOO_LARGE_CODE),
+    )
     app.add_middleware(
         RequestObservability,
         metrics=app.state.metrics,

@@ -160,6 +160,9 @@ async def _typed_error(request: Request, error: Exception) -> Response:
 async def _validation_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
     first: Mapping[str, Any] = error.errors()[0] if error.errors() else {}
+    if first.get("type") == "json_invalid":
+        # Its location is ("body", <offset>): the field is the body, not the offset.
+        return error_response(request, InvalidInputError("body", "is not valid JSON"))
     location = [str(part) for part in first.get("loc", ())]
     # ("path", "workspace_id") names the parameter; a whole-body problem names "body".
     field = location[-1] if location else "request"
@@ -182,6 +185,12 @@ async def _http_error(request: Request, error: Exception) -> Response:
             f"{request.method} is not allowed on {request.url.path}",
             headers=headers,
         )
+    if error.status_code == 400:
+        # FastAPI's own refusal of a body it could not decode (not UTF-8, nested too deeply
+        # for the JSON parser): the same problem as any other bad body.
+        return error_response(
+            request, InvalidInputError("body", "could not be parsed (not UTF-8 JSON?)")
+        )
     code = f"HTTP_{error.status_code}"
     return problem_response(request, error.status_code, code, str(error.detail), headers=headers)
 
@@ -201,6 +210,7 @@ _DESCRIPTIONS: Mapping[int, str] = {
     404: "No such object, or one outside the token's org (never confirmed either way).",
     409: "The workspace's stored state cannot be provisioned (missing credential or proxy).",
     412: "If-Match did not name the current ETag: the state changed since it was read.",
+    413: "The request body is larger than 64 KiB (refused before it is parsed).",
     422: "No effective model: neither the request, the workspace nor its secrets name one.",
     500: "An unexpected server fault.",
     503: "The store (or the provider registry) cannot answer; retry later.",
@@ -240,6 +250,8 @@ def declare_problems(document: dict[str, Any]) -> dict[str, Any]:
             responses: dict[str, Any] = operation.get("responses", {})
             if responses.get("422", {}).get("description") == "Validation Error":
                 del responses["422"]
+            if "requestBody" in operation:
+                responses.setdefault("413", {"description": _DESCRIPTIONS[413]})
             for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400:
                     response["content"] = {
