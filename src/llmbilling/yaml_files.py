@@ -15,7 +15,9 @@ def read_yaml_mapping(path: str | Path, error_type: type[DocumentError]) -> dict
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:
+        # ValueError: not UTF-8 (UnicodeDecodeError), or a NUL byte in the path (which only a
+        # setting can carry, e.g. from a .env file: argv and the environment cannot).
         problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise error_type(source, "", f"cannot read the file: {problem}") from None
     return parse_yaml_mapping(text, source, error_type)

@@ -78,7 +78,13 @@ def whatif(
                 context, proposed, org_id=org, samples_per_class=samples, on_progress=advance
             )
     if out is not None:
-        for path in write_report(report, out):
+        try:
+            written = write_report(report, out)
+        except OSError as error:
+            raise InvalidInputError(
+                "--out", f"cannot write the report into {str(out)!r}: {error.strerror}"
+            ) from None
+        for path in written:
             console.print(f"wrote {path}", highlight=False)
     if as_json:
         print_json(report_document(report))

@@ -35,6 +35,10 @@ def normalize_database_url(database_url: str) -> URL:
 
     Raises :class:`InvalidInputError` naming ``database_url`` for anything else.
     """
+    if "\x00" in database_url:
+        # libpq would cut the name at the NUL and connect to another database; SQLite's path
+        # functions raise. Neither may be reached.
+        raise InvalidInputError("database_url", "contains a NUL byte")
     try:
         url = make_url(database_url)
     except ArgumentError:
@@ -100,7 +104,13 @@ def _sqlite_engine(url: URL, *, autocommit: bool = False) -> Engine:
     database = url.database
     if database and database != ":memory:" and not database.startswith("file:"):
         options.update(_KEEP_EVERY_CONNECTION)  # a file database: SQLAlchemy's QueuePool
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(database).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InvalidInputError(
+                "database_url", f"cannot create the folder {str(folder)!r}: {error.strerror}"
+            ) from None
     if autocommit:
         options["isolation_level"] = "AUTOCOMMIT"
     engine = create_engine(url, **options)
