@@ -102,6 +102,7 @@ class Case:
     headers: dict[str, str] = field(default_factory=dict)
     query: dict[str, str] = field(default_factory=dict)
     field: str | None = None
+    console_session: bool = False
 
 
 def _json(document: Any) -> bytes:
@@ -117,6 +118,8 @@ ORG_DEFAULT = "/v1/orgs/{org}/llm-billing-mode-default"
 PROVISION = "/v1/workspaces/{ws}/provision-env"
 WHATIF = "/v1/whatif"
 POLICY = {"rungs": ["workspace_override", "derived_provider", "deployment_default"]}
+CONSOLE_SET = "/console/workspaces/{ws}/override/set"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 CASES: dict[str, Case] = {
     # Oversized bodies: 413 before parsing, on every route that takes one.
@@ -340,6 +343,52 @@ CASES: dict[str, Case] = {
         _json({"registry": "/etc/passwd"}),
         field="registry",
     ),
+    # The console's forms (an HTML error page, not a problem).
+    "SQL as the console's override mode": Case(
+        "POST",
+        CONSOLE_SET,
+        400,
+        None,
+        b"mode=byok%27%20OR%201%3D1%20--&version=" + HOSTILE.encode(),
+        headers=FORM,
+        console_session=True,
+    ),
+    "NUL as the console's override mode": Case(
+        "POST",
+        CONSOLE_SET,
+        400,
+        None,
+        b"mode=byok%00&version=" + HOSTILE.encode(),
+        headers=FORM,
+        console_session=True,
+    ),
+    "invalid UTF-8 in a console form": Case(
+        "POST",
+        CONSOLE_SET,
+        400,
+        None,
+        b"mode=by\xffok&version=\xfe" + HOSTILE.encode(),
+        headers=FORM,
+        console_session=True,
+    ),
+    "NUL as the console's version": Case(
+        "POST",
+        "/console/workspaces/{ws}/override/clear",
+        400,
+        None,
+        b"version=%00",
+        headers=FORM,
+        console_session=True,
+    ),
+    "SQL as the console's workspace id": Case(
+        "POST",
+        "/console/workspaces/' OR 1=1 --/override/set",
+        404,
+        None,
+        b"mode=byok&version=x",
+        headers=FORM,
+        console_session=True,
+    ),
     "traversal into the console's static files": Case(
         "GET", "/console/static/..%2F..%2F..%2F..%2Fetc%2Fpasswd", 404, None
     ),
@@ -361,6 +410,8 @@ def test_hostile_request_is_a_clear_4xx_that_stores_and_logs_nothing(
     headers = {"Content-Type": "application/json", **bearer(token)}
     if case.path.startswith("/console/"):
         headers["Origin"] = "http://testserver"
+    if case.console_session:
+        api.client.cookies.set("llmbilling_console", token, path="/console")
     headers.update(case.headers)
     path = case.path.replace("{ws}", str(workspace_id)).replace("{org}", str(org_id))
     before = stored_rows(api.context)
