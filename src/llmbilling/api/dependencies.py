@@ -1,4 +1,9 @@
-"""What every route is given: the service context, the caller, the audit context, metrics."""
+"""What every route is given: the service context, the caller, the audit context, metrics.
+
+FastAPI runs a plain ``def`` dependency in the threadpool: a thread round trip per request.
+Only :func:`principal` does I/O (it asks the store about the token), so only it is a ``def``;
+the others read ``app.state`` or the request and are ``async def``, run on the event loop.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +22,15 @@ from llmbilling.store.errors import StoreUnavailableError
 _bearer = HTTPBearer(auto_error=False, description="An API token: `llmbilling token create`.")
 
 
-def service_context(request: Request) -> ServiceContext:
+def _context_of(request: Request) -> ServiceContext:
     return cast(ServiceContext, request.app.state.context)
 
 
-def metrics(request: Request) -> Metrics:
+async def service_context(request: Request) -> ServiceContext:
+    return _context_of(request)
+
+
+async def metrics(request: Request) -> Metrics:
     return cast(Metrics, request.app.state.metrics)
 
 
@@ -39,7 +48,7 @@ def principal(
     token = credentials.credentials
     recent: RecentPrincipals = request.app.state.recent_principals
     try:
-        found = authenticate(service_context(request), token)
+        found = authenticate(_context_of(request), token)
     except StoreUnavailableError:
         remembered = recent.recall(token)
         if remembered is None:
@@ -53,7 +62,7 @@ def principal(
     return found
 
 
-def audit_context(
+async def audit_context(
     request: Request, caller: Annotated[Principal, Depends(principal)]
 ) -> AuditContext:
     return AuditContext(actor=caller.actor, request_id=str(request.state.request_id))
