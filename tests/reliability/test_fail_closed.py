@@ -308,6 +308,10 @@ class IoWatch:
         self.seen: list[str] = []
 
     def __call__(self, event: str, _args: tuple[Any, ...]) -> None:
+        # Called for every audit event of the process for the rest of the session: the common
+        # case (not watching) returns at once.
+        if self.thread is None:
+            return
         if self.thread == threading.get_ident() and event.startswith(_IO_EVENTS):
             self.seen.append(event)
 
@@ -322,6 +326,17 @@ class IoWatch:
 
 IO_WATCH = IoWatch()
 sys.addaudithook(IO_WATCH)  # hooks cannot be removed; it records nothing unless watching
+
+
+def test_the_io_watch_sees_io_so_its_silence_means_something(tmp_path: Path) -> None:
+    """The control of the no-I/O check: a call that opens a file is seen."""
+
+    def opens_a_file() -> BillingDecision:
+        (tmp_path / "touched").write_text("x")
+        return resolve_billing_mode(ResolutionInput(), BUILT_IN)
+
+    IO_WATCH.watch(opens_a_file)
+    assert "open" in IO_WATCH.seen
 
 
 # --- the invariants -------------------------------------------------------------------------------
