@@ -44,6 +44,11 @@ from llmbilling.store.tables import org_secrets, organizations, workspace_secret
 
 MODEL_SECRET_NAMES = ("MOLECULE_MODEL", "MODEL")
 _LIST_SEPARATOR = ","
+# Every character str.isspace() accepts, which str.strip() removes (none of them is a quote).
+PYTHON_WHITE_SPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 # Packs one sealed model value as NAME:VERSION:BASE64 (neither ':' nor ',' occurs in an env
 # name, a number or base64).
 _FIELD_SEPARATOR = ":"
@@ -108,7 +113,12 @@ def _state_columns(dialect: str) -> list[ColumnElement[Any]]:
     ws_models = workspace_secrets.alias("ws_models")
     org_models = org_secrets.alias("org_models")
     blank: ColumnElement[str] = literal_column("''", Text)
-    model_is_blank = func.coalesce(func.trim(w.c.model), blank) == blank
+    # Blank as provisioning's effective model sees it (Python's str.strip()): SQL's one-argument
+    # trim removes spaces only, so a model of "\t" would skip the model secrets here while the
+    # provision path falls through to them, and the two would decide differently.
+    white_space = literal_column(f"'{PYTHON_WHITE_SPACE}'", Text)
+    trim = func.btrim if dialect == "postgresql" else func.trim
+    model_is_blank = func.coalesce(trim(w.c.model, white_space), blank) == blank
     return [
         w.c.org_id,
         w.c.llm_billing_mode,
