@@ -60,6 +60,7 @@ from llmbilling.core.whatif import Configuration
 from llmbilling.registry_files import built_in_registry, load_registry
 from llmbilling.service import admin, secrets
 from llmbilling.service.context import DeploymentInputs, ServiceContext
+from llmbilling.service.provision import provision_workspace
 from llmbilling.service.resolve import resolve_workspace
 from llmbilling.service.whatif import run_whatif
 from llmbilling.store import migrate
@@ -554,6 +555,8 @@ URL_PASSWORD = "pw-SENTINEL-never-shown"
 # Stored text: any text a tool could write (PostgreSQL text cannot hold NUL).
 stored_text = st.text(alphabet=st.characters(exclude_characters="\x00"), max_size=24)
 stored_mode_like = mode_like_text.map(lambda text: text.replace("\x00", ""))
+# A model column another tool left blank in a way SQL's trim() does not see.
+white_space_only = st.text(alphabet=st.sampled_from(WHITE_SPACE), min_size=1, max_size=3)
 
 
 @dataclass(frozen=True)
@@ -592,7 +595,7 @@ stored_states = st.builds(
     override=st.one_of(st.none(), mode_word),
     org_default=st.one_of(st.none(), stored_mode_like),
     runtime=st.one_of(known_runtime, stored_text.filter(lambda text: text.strip() != "")),
-    model_pair=st.one_of(st.none(), known_model, stored_text).flatmap(
+    model_pair=st.one_of(st.none(), known_model, stored_text, white_space_only).flatmap(
         lambda model: st.tuples(st.just(model), _model_secret(model))
     ),
     credentials=st.frozensets(credential_name, max_size=3),
@@ -975,3 +978,34 @@ def test_a_failed_read_fails_closed_under_every_policy(policy: CompiledPolicy) -
     record = resolve_billing_mode(inputs, BUILT_IN, policy).to_dict()
     assert (record["mode"], record["source"]) == ("platform_managed", "constant_fallback")
     assert record["error"]["code"] == "OVERRIDE_READ_FAILED"
+
+
+@pytest.mark.parametrize("fault_harness", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("blank", ["\t", "\n", "\xa0", "\u3000", " \u2028 "])
+def test_the_read_path_and_provisioning_agree_on_a_model_column_of_white_space(
+    fault_harness: FaultHarness, blank: str
+) -> None:
+    """Provisioning treats a white-space model as absent (Python's strip) and takes the MODEL
+    secret; the read path must too, or it shows one decision and bills by another."""
+    state = StoredState(
+        override=None,
+        org_default=None,
+        runtime="codex",
+        model=blank,
+        model_secret="gpt-5.5",
+        credentials=frozenset({"OPENAI_API_KEY"}),
+        proxy_configured=True,
+        deployment_org_default=None,
+    )
+    context = fault_harness.context(fault_harness.store, state, BUILT_IN, CONTRACT_POLICY)
+    _, workspace_id = fault_harness.store_workspace(context, state)
+
+    read = resolve_workspace(context, workspace_id)
+    provisioned = provision_workspace(context, workspace_id).provision.decision
+
+    assert (read.mode.value, read.source.value, read.provider) == (
+        "byok",
+        "derived_provider",
+        "openai",
+    )
+    assert provisioned.to_dict() == read.to_dict()
