@@ -68,6 +68,7 @@ from llmbilling.store.crypto import KeyRing, SecretScopeName
 from llmbilling.store.engine import Store, open_store
 from llmbilling.store.errors import StoreUnavailableError
 from llmbilling.store.tables import organizations, workspace_secrets, workspaces
+from llmbilling.store.workspace_read import PYTHON_WHITE_SPACE
 
 LONG_RUN = os.environ.get("LLMBILLING_LONG_RUN") == "1"
 PURE_EXAMPLES = 100_000 if LONG_RUN else 400
@@ -1009,3 +1010,8 @@ def test_the_read_path_and_provisioning_agree_on_a_model_column_of_white_space(
         "openai",
     )
     assert provisioned.to_dict() == read.to_dict()
+
+
+def test_the_read_paths_white_space_is_exactly_what_str_strip_removes() -> None:
+    expected = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
+    assert PYTHON_WHITE_SPACE == expected
