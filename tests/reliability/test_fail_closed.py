@@ -1014,4 +1014,4 @@ def test_the_read_path_and_provisioning_agree_on_a_model_column_of_white_space(
 
 def test_the_read_paths_white_space_is_exactly_what_str_strip_removes() -> None:
     expected = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
-    assert PYTHON_WHITE_SPACE == expected
+    assert expected == PYTHON_WHITE_SPACE
