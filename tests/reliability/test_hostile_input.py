@@ -44,7 +44,7 @@ from llmbilling.service.context import DeploymentInputs, ServiceContext
 from llmbilling.settings import PROXY_ENV_FIELDS
 from llmbilling.store import migrate
 from llmbilling.store.crypto import KeyRing
-from llmbilling.store.engine import open_store
+from llmbilling.store.engine import Store, open_store
 from llmbilling.store.tables import metadata
 
 # Planted in hostile bodies and header values: it must never reach a log line.
@@ -54,13 +54,47 @@ SQL = "' OR 1=1 --"
 SQL_ID = "00000000-0000-0000-0000-000000000000' OR '1'='1"
 
 
-def stored_rows(context: ServiceContext) -> dict[str, int]:
+@dataclass
+class Tally:
+    """What the module checked, for the record (printed with ``pytest -s``)."""
+
+    row_counts: int = 0  # tables counted, before and after
+    log_lines: int = 0
+
+
+TALLY = Tally()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_tally() -> Iterator[None]:
+    yield
+    print(
+        f"\n[reliability] hostile input: {TALLY.row_counts} table row counts compared,"
+        f" {TALLY.log_lines} log lines scanned, 0 findings"
+    )
+
+
+def count_rows(store: Store) -> dict[str, int]:
     """The row count of every table."""
-    with context.store.read_engine.connect() as connection:
-        return {
+    with store.read_engine.connect() as connection:
+        counts = {
             table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
             for table in metadata.sorted_tables
         }
+    TALLY.row_counts += len(counts)
+    return counts
+
+
+def stored_rows(context: ServiceContext) -> dict[str, int]:
+    return count_rows(context.store)
+
+
+def rows_at(database_url: str) -> dict[str, int]:
+    store = open_store(database_url)
+    try:
+        return count_rows(store)
+    finally:
+        store.close()
 
 
 @pytest.fixture
@@ -84,6 +118,7 @@ def scanned_log_lines(logged: str, *never: str) -> int:
         assert isinstance(json.loads(line), dict), line
         for needle in never:
             assert needle not in line, line
+    TALLY.log_lines += len(lines)
     return len(lines)
 
 
@@ -678,17 +713,7 @@ class RealServer:
     seeded: SeededStore
 
     def rows(self) -> dict[str, int]:
-        store = open_store(self.seeded.database_url)
-        try:
-            with store.read_engine.connect() as connection:
-                return {
-                    table.name: connection.execute(
-                        select(func.count()).select_from(table)
-                    ).scalar_one()
-                    for table in metadata.sorted_tables
-                }
-        finally:
-            store.close()
+        return rows_at(self.seeded.database_url)
 
 
 @pytest.fixture(scope="module")
@@ -888,17 +913,7 @@ class CliStore:
     secret: Path
 
     def rows(self) -> dict[str, int]:
-        store = open_store(self.database_url)
-        try:
-            with store.read_engine.connect() as connection:
-                return {
-                    table.name: connection.execute(
-                        select(func.count()).select_from(table)
-                    ).scalar_one()
-                    for table in metadata.sorted_tables
-                }
-        finally:
-            store.close()
+        return rows_at(self.database_url)
 
 
 @pytest.fixture(scope="module")
