@@ -2,24 +2,28 @@
 
 For SQLite (a temp file) and PostgreSQL (a fresh database on --postgres-url, dropped
 afterwards): migrate, seed a fleet (``seed_fleet``, seed 7), create an admin token, then serve
-``create_app`` exactly as ``llmbilling serve`` does (uvicorn, one worker, ``loop``/``http`` left
-on auto, so uvloop and httptools when installed; ``log_config=None``, ``access_log=False``,
-JSON request logs on stderr, here to a file) in a subprocess on 127.0.0.1. This benchmark adds
-one route to that app, ``GET /bench/noop/{workspace_id}``: the same path shape (a UUID path
-parameter), the same middleware (request id, metrics, the JSON ``request`` log line) and the
-same bearer-token dependency as the decision GET — so a real token is checked against the
-store on both — and an ``async`` handler that returns ``{"ok": true}``. The ratio therefore
-prices what the decision itself adds to an authenticated request: the workspace read, the
-core, the ETag digest, the JSON record and its threadpool hop.
+the app in a subprocess on 127.0.0.1 exactly as ``llmbilling serve`` does: its JSON logging
+(stderr, here a file), settings from the environment, ``create_app``, and its ``run_server``
+(uvicorn, one worker, uvloop and httptools when installed, no access log, ``gc.freeze``).
 
-A load generator in a second process (asyncio on raw sockets, HTTP/1.1 keep-alive) holds
---concurrency connections, each sending its next request as soon as the previous answer is
-in (closed loop), cycling over the seeded workspace ids with ``Authorization: Bearer``. After
-a warm-up of each route, --rounds rounds alternate the two routes (which goes first
-alternates too), --seconds each. Every answer must be a 200. For each route: p50 and p99 of
-every request's latency (send to last body byte) pooled over the rounds, and requests/s over
-its rounds. Per engine: decision p99 / no-op p99. The last line is the worst engine's:
-``http_p99_ratio: X.XX`` (target <= 1.5; and >= 2,000 decisions/s).
+The one addition is the no-op route ``GET /bench/noop/{workspace_id}``, in a router placed
+right after the decision GET's: the same path shape (a UUID path parameter), the same
+middleware (request id, metrics, the JSON ``request`` log line) and the same bearer-token
+dependency, so a real token is checked against the store on both; its ``async`` handler
+returns ``{"ok": true}``. The same token dependency is chosen because every ``/v1`` route pays
+for it: the ratio then prices what the decision itself adds to an authenticated request (the
+workspace read in the threadpool, the core, the ETag, the JSON record), not the token check.
+
+A load generator in a second process (asyncio on raw sockets, HTTP/1.1 keep-alive, uvloop)
+holds --concurrency connections, each sending its next request as soon as the previous answer
+is in (closed loop), cycling over the seeded workspace ids with ``Authorization: Bearer``.
+After a 2 s warm-up of each route, --rounds rounds alternate the two routes (which goes first
+alternates too), --seconds each. Every answer must be a 200, and the server must log no error.
+For each route: p50 and p99 of every request's latency (request written to last body byte),
+pooled over its rounds, requests/s over its rounds, and the server process's CPU time per
+request (/proc; the machine is shared, CPU per request is the steadier figure). Per engine:
+decision p99 / no-op p99. The last line is the worst engine's: ``http_p99_ratio: X.XX``
+(target <= 1.5; and >= 2,000 decisions/s).
 
     .venv/bin/python bench/http.py [--workspaces 10000] [--concurrency 32] [--rounds 5]
         [--seconds 5] [--postgres-url postgresql://postgres@127.0.0.1:5432/test]
@@ -41,10 +45,10 @@ sys.path[:] = [entry for entry in sys.path if str(Path(entry or ".").resolve()) 
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import random
-import select
 import socket
 import subprocess
 import tempfile
@@ -57,7 +61,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-import uvicorn
+import httpx
+from fastapi import APIRouter, FastAPI
 from fastapi import Path as PathParam
 from sqlalchemy import create_engine, text
 from sqlalchemy import select as sql_select
@@ -68,6 +73,7 @@ from starlette.responses import JSONResponse, Response
 from llmbilling.api.app import create_app
 from llmbilling.api.dependencies import Caller
 from llmbilling.api.observability import configure_logging
+from llmbilling.cli.serve_command import run_server
 from llmbilling.core.provisioning import ProxySettings
 from llmbilling.registry_files import built_in_registry
 from llmbilling.service.context import DeploymentInputs, ServiceContext
@@ -108,31 +114,36 @@ async def noop(
     return JSONResponse({"ok": True})
 
 
-def serve_role() -> None:
-    """Build the app as ``llmbilling serve`` does, add the no-op route, serve on a free port
-    of 127.0.0.1 and print that port (one line on stdout) once the socket listens."""
+def serve_role(port: str) -> None:
+    """``llmbilling serve``'s steps (its JSON logging, settings from the environment, context,
+    ``create_app``), plus the no-op route, then its own ``run_server`` on 127.0.0.1:port."""
     configure_logging()
     settings = Settings()
     context = ServiceContext.from_settings(settings)
-    app = create_app(settings, context=context)
-    app.add_api_route(NOOP_PREFIX + "{workspace_id}", noop, methods=["GET"])
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    # The same Config as `uvicorn.run(app, host=..., port=..., log_config=None,
-    # access_log=False)` in serve_command.py; only the socket is bound here, to get a free port.
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    server = uvicorn.Server(config)
-    config.load()
-    loop_factory = config.get_loop_factory()
-    loop = "asyncio" if loop_factory is None else loop_factory.__module__
-    http = getattr(config.http_protocol_class, "__module__", "?")
-    print(f"{port} loop={loop} http={http.rsplit('.', 1)[-1]}", flush=True)
     try:
-        server.run(sockets=[listener])
+        app = create_app(settings, context=context)
+        add_noop_route(app)
+        run_server(app, host="127.0.0.1", port=int(port))
     finally:
         context.close()
+
+
+def add_noop_route(app: FastAPI) -> None:
+    """The no-op route, in a router of its own placed right after the decision GET's router:
+    the router walks the same entries to reach either route (the no-op also passes the
+    decision's three routes), rather than every route of the app, console included."""
+    router = APIRouter()
+    router.add_api_route(NOOP_PREFIX + "{workspace_id}", noop, methods=["GET"])
+    app.include_router(router)
+    routes = app.router.routes
+    template = decision_path("{workspace_id}")
+    for index, entry in enumerate(routes[:-1]):
+        inner = getattr(entry, "original_router", None)  # FastAPI's included-router entry
+        paths = [getattr(route, "path", None) for route in getattr(inner, "routes", [entry])]
+        if template in paths:
+            routes.insert(index + 1, routes.pop())
+            return
+    raise RuntimeError("the decision GET's route was not found in the app")
 
 
 # --- the load generator process --------------------------------------------------------------
@@ -357,35 +368,48 @@ def _server_env(url: str, key_text: str) -> dict[str, str]:
     return env
 
 
-def _start_server(url: str, key_text: str, workdir: Path) -> tuple[subprocess.Popen[str], int]:
-    log = (workdir / "server.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--role", "serve"],
-        env=_server_env(url, key_text),
-        cwd=workdir,  # no stray .env
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    log.close()
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], SERVER_START_SECONDS)
-    line = process.stdout.readline() if ready else ""
-    if not line:
-        process.kill()
-        process.wait(SERVER_STOP_SECONDS)
-        tail = (workdir / "server.log").read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"the server did not start:\n{tail}")
-    port_text, _, described = line.strip().partition(" ")
-    print(f"  server: uvicorn, 1 worker, {described}, access log off, JSON logs to a file")
-    return process, int(port_text)
+def _free_port() -> int:
+    """A port nobody listens on right now (the kernel's pick, released at once)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _start_server(url: str, key_text: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The server process; returns once ``/healthz`` answers 200 (bounded)."""
+    port = _free_port()
+    with (workdir / "server.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, __file__, "--role", "serve", str(port)],
+            env=_server_env(url, key_text),
+            cwd=workdir,  # no stray .env
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=2.0) as client:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if client.get("/healthz").status_code == 200:
+                    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+                    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+                    print(
+                        f"  server: `llmbilling serve`'s run_server (uvicorn, 1 worker, {loop},"
+                        f" {http}, no access log, JSON request logs to a file)"
+                    )
+                    return process, port
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+    _stop_server(process)
+    tail = (workdir / "server.log").read_text(errors="replace")[-3000:]
+    raise RuntimeError(f"the server did not start within {SERVER_START_SECONDS:g}s:\n{tail}")
 
 
 def _check_routes(port: int, token: str, workspace_id: str) -> None:
     """Both routes answer 200 with the token, and 401 without it (the no-op is guarded)."""
-    import httpx
-
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as client:
         for path in (decision_path(workspace_id), noop_path(workspace_id)):
             answer = client.get(path, headers={"Authorization": f"Bearer {token}"})
@@ -402,7 +426,7 @@ def _check_routes(port: int, token: str, workspace_id: str) -> None:
             raise RuntimeError("the decision GET did not answer a decision record")
 
 
-def _stop_server(process: subprocess.Popen[str]) -> None:
+def _stop_server(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
         try:
@@ -410,8 +434,6 @@ def _stop_server(process: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(SERVER_STOP_SECONDS)
-    if process.stdout is not None:
-        process.stdout.close()
 
 
 def _drive(
@@ -514,7 +536,7 @@ def main() -> None:
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.role == "serve":
-        serve_role()
+        serve_role(*arguments.paths)
         return
     if arguments.role == "load":
         load_role(*arguments.paths)
