@@ -51,6 +51,7 @@ def exit_code_for(error: LlmBillingError) -> int:
 def main() -> None:
     """Run the CLI; every expected failure is one line on stderr and a non-zero exit."""
     try:
+        _check_utf8(sys.argv[1:])
         result = app(standalone_mode=False)
     except LlmBillingError as error:
         _fail(f"{error.code}: {error.message}", exit_code_for(error))
@@ -59,6 +60,23 @@ def main() -> None:
     except typer.Abort:
         _fail("aborted", 130)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _check_utf8(arguments: list[str]) -> None:
+    """Refuse arguments that were not valid UTF-8 bytes (Python keeps such bytes as lone
+    surrogates, which no database driver and no JSON encoder accepts)."""
+    for position, argument in enumerate(arguments, start=1):
+        if not is_utf8(argument):
+            raise InvalidInputError(f"argument {position}", "is not valid UTF-8")
+
+
+def is_utf8(text: str) -> bool:
+    """False when ``text`` holds a lone surrogate (undecodable input kept by Python)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _fail(message: str, exit_code: int) -> None:

@@ -53,6 +53,11 @@ def _read_value(name: str) -> str:
                 value = value[:-1]
     if not value:
         raise InvalidInputError("value", "is empty (give it on stdin or at the prompt)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # Never echo any of it: it is a secret.
+        raise InvalidInputError("value", "is not valid UTF-8") from None
     return value
 
 
