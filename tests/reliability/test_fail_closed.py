@@ -553,8 +553,8 @@ STORE_FAULTS -= {Fault.NONE, Fault.CREDENTIAL_TAMPERED}
 # A password in a URL must never reach a decision's error message.
 URL_PASSWORD = "pw-SENTINEL-never-shown"
 
-# Stored text: any text a tool could write (PostgreSQL text cannot hold NUL).
-stored_text = st.text(alphabet=st.characters(exclude_characters="\x00"), max_size=24)
+# Stored text: any text a tool could write (valid UTF-8; PostgreSQL text cannot hold NUL).
+stored_text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=24)
 stored_mode_like = mode_like_text.map(lambda text: text.replace("\x00", ""))
 # A model column another tool left blank in a way SQL's trim() does not see.
 white_space_only = st.text(alphabet=st.sampled_from(WHITE_SPACE), min_size=1, max_size=3)

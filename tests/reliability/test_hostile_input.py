@@ -948,6 +948,7 @@ def run_cli(
     folder: Path,
     env: dict[str, str],
     *args: str,
+    stdin: str = "value\n",
 ) -> CliRun:
     """``llmbilling ARGS`` in this process, through the console script's own entry point
     (``main``: its error boundary, exit codes and one-line errors), in ``folder`` (its
@@ -959,7 +960,7 @@ def run_cli(
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(folder)
     monkeypatch.setattr(sys, "argv", ["llmbilling", *args])
-    monkeypatch.setattr(sys, "stdin", io.StringIO("value\n"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     capsys.readouterr()
     with pytest.raises(SystemExit) as exited:
         main()
@@ -1023,6 +1024,44 @@ def test_cli_path_and_id_arguments_fail_in_one_line_storing_and_echoing_nothing(
         assert "root:x" not in text
     assert cli_store.rows() == before
     assert hashlib.sha256(cli_store.secret.read_bytes()).hexdigest() == digest
+
+
+# Bytes that are not UTF-8 reach Python as lone surrogates (surrogateescape).
+NOT_UTF8 = b"acme\xff".decode("utf-8", "surrogateescape")
+NOT_UTF8_ATTACKS = [
+    (("org", "create", NOT_UTF8), "value\n"),
+    (("org", "create", "acme", "--actor", NOT_UTF8), "value\n"),
+    (("workspace", "create", "--org", "{org}", "--model", NOT_UTF8), "value\n"),
+    (("secrets", "set", "OPENAI_API_KEY", "--org", "{org}"), f"sk-{HOSTILE}-{NOT_UTF8}\n"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin"),
+    NOT_UTF8_ATTACKS,
+    ids=["org name", "actor", "workspace model", "secret value on stdin"],
+)
+def test_cli_input_that_is_not_utf8_fails_in_one_line_storing_nothing(
+    cli_store: CliStore,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: tuple[str, ...],
+    stdin: str,
+) -> None:
+    before = cli_store.rows()
+    env = {
+        "LLMBILLING_DATABASE_URL": cli_store.database_url,
+        "LLMBILLING_SECRET_KEYS": cli_store.key_ring,
+    }
+    argv = [arg.replace("{org}", cli_store.org_id) for arg in args]
+
+    result = run_cli(monkeypatch, capsys, cli_store.folder, env, *argv, stdin=stdin)
+
+    assert result.exit_code == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("llmbilling: error: INVALID_INPUT: ")
+    assert HOSTILE not in result.stdout + result.stderr
+    assert cli_store.rows() == before
 
 
 def test_the_console_script_answers_a_traversal_in_one_line(tmp_path: Path) -> None:
