@@ -1015,3 +1015,82 @@ def test_the_read_path_and_provisioning_agree_on_a_model_column_of_white_space(
 def test_the_read_paths_white_space_is_exactly_what_str_strip_removes() -> None:
     expected = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
     assert expected == PYTHON_WHITE_SPACE
+
+
+@pytest.mark.parametrize("fault_harness", ["sqlite", "postgresql"], indirect=True)
+def test_a_whatif_that_loses_the_store_mid_scan_reports_nothing(
+    fault_harness: FaultHarness,
+) -> None:
+    """The store fails between two pages of the fleet scan (the first page was read): the
+    what-if raises a typed STORE_UNAVAILABLE instead of reporting a fleet it read in part.
+
+    PostgreSQL: every other connection to the database is killed with pg_terminate_backend.
+    SQLite (a private copy): a table the scan reads is dropped by another connection."""
+    state = StoredState(
+        override=None,
+        org_default=None,
+        runtime="codex",
+        model="gpt-5.5",
+        model_secret=None,
+        credentials=frozenset(),
+        proxy_configured=True,
+        deployment_org_default=None,
+    )
+    store = fault_harness.store
+    private: Store | None = None
+    if fault_harness.engine == "sqlite":
+        assert fault_harness.sqlite_template is not None
+        place = fault_harness.folder / uuid.uuid4().hex
+        place.mkdir()
+        shutil.copyfile(fault_harness.sqlite_template, place / "store.sqlite3")
+        private = store = open_store(f"sqlite:///{place / 'store.sqlite3'}", pool_pre_ping=False)
+    context = fault_harness.context(store, state, BUILT_IN, CONTRACT_POLICY)
+    org_id, _ = fault_harness.store_workspace(context, state)
+    for _ in range(3):
+        admin.create_workspace(context, org_id, runtime="codex", model="gpt-5.5")
+    progress: list[int] = []
+
+    def fail_the_store(done: int) -> None:
+        progress.append(done)
+        if len(progress) > 1:
+            return
+        if fault_harness.engine == "postgresql":
+            terminate_other_connections(fault_harness.url)
+        else:
+            with store.engine.begin() as connection:
+                connection.execute(text("DROP TABLE org_secrets"))
+
+    try:
+        with pytest.raises(StoreUnavailableError):
+            run_whatif(
+                context,
+                Configuration(CONTRACT_POLICY, BUILT_IN),
+                org_id=org_id,
+                on_progress=fail_the_store,
+                progress_every=1,
+                page_size=2,
+            )
+    finally:
+        if private is not None:
+            private.close()
+    assert progress[0] == 1  # the store failed after the first row, mid-scan
+
+
+def terminate_other_connections(database_url: str) -> None:
+    """Kill every server process of this database but the one asking."""
+    database = make_url(database_url).database
+    admin_engine = create_engine(
+        make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+psycopg"),
+        isolation_level="AUTOCOMMIT",
+    )
+    try:
+        with admin_engine.connect() as connection:
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = :database AND pid <> pg_backend_pid()"
+                ),
+                {"database": database},
+            )
+    finally:
+        admin_engine.dispose()
