@@ -18,6 +18,11 @@ Two properties:
   fail with a typed ``STORE_UNAVAILABLE`` (store faults), never report a fleet it did not
   read. Without a fault the stored decision equals the pure core's on the drawn inputs.
 
+Beside them, named tests: every fault alone on a state that would otherwise decide byok on
+SaaS; a failed read under every valid policy; a what-if that loses the store between two pages;
+the read path and provisioning agreeing on a model column of white space (found by the long
+run: SQL's trim and Python's strip disagreed).
+
 Bounded in CI (``PURE_EXAMPLES``, ``FAULT_EXAMPLES`` per engine). The long run:
 
     LLMBILLING_LONG_RUN=1 .venv/bin/pytest -s -p no:xdist tests/reliability/test_fail_closed.py
