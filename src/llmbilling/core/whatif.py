@@ -164,11 +164,6 @@ def _provision_fails_for_credential(
     return byok_credential_missing(provider, auth_env, registry)
 
 
-def clear_comparison_memo() -> None:
-    """Forget memoized comparisons (benchmarks use it)."""
-    _compare.cache_clear()
-
-
 @dataclass(frozen=True, slots=True)
 class WhatIfReport:
     """Counts and samples of a what-if run. Samples are the first workspaces seen."""

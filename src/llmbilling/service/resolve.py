@@ -98,7 +98,7 @@ def read_decision(context: ServiceContext, workspace_id: str | UUID) -> StoredDe
 
 
 def decide_from_state(context: ServiceContext, state: WorkspaceState) -> BillingDecision:
-    """Decide for one read state (also used by listings and the fleet what-if)."""
+    """Decide for one read state (also used by listings)."""
     return resolve_billing_mode(read_path_inputs(context, state), context.registry, context.policy)
 
 

@@ -190,12 +190,15 @@ def workspace_state_statement(dialect: str) -> TextualSelect:
 @cache
 def workspace_states_page_statement(dialect: str, by_org: bool, after: bool) -> Select[Any]:
     """A page of (id, state columns, name) in id order, optionally of one org and after an id."""
-    statement = (
-        select(workspaces.c.id, *_state_columns(dialect), workspaces.c.name)
-        .select_from(_FROM)
-        .order_by(workspaces.c.id)
-        .limit(bindparam("page_size", type_=Integer))
-    )
+    return _in_id_order(
+        select(workspaces.c.id, *_state_columns(dialect), workspaces.c.name), by_org, after
+    ).limit(bindparam("page_size", type_=Integer))
+
+
+def _in_id_order(statement: Select[Any], by_org: bool, after: bool) -> Select[Any]:
+    """``statement`` over the workspaces joined to their orgs, in id order, optionally of one
+    org (``:org_id``) and after an id (``:after_id``)."""
+    statement = statement.select_from(_FROM).order_by(workspaces.c.id)
     if by_org:
         statement = statement.where(
             workspaces.c.org_id == bindparam("org_id", type_=workspaces.c.org_id.type)
@@ -212,19 +215,7 @@ def fleet_page_statement(dialect: str, by_org: bool, after: bool) -> TextualSele
     """:func:`workspace_states_page_statement` without the name, frozen into SQL text whose
     results are the driver's raw values: a fleet scan skips SQLAlchemy's per-row conversions
     (ids stay as the driver returns them: hex text on SQLite, ``UUID`` on PostgreSQL)."""
-    statement = (
-        select(workspaces.c.id, *_state_columns(dialect))
-        .select_from(_FROM)
-        .order_by(workspaces.c.id)
-    )
-    if by_org:
-        statement = statement.where(
-            workspaces.c.org_id == bindparam("org_id", type_=workspaces.c.org_id.type)
-        )
-    if after:
-        statement = statement.where(
-            workspaces.c.id > bindparam("after_id", type_=workspaces.c.id.type)
-        )
+    statement = _in_id_order(select(workspaces.c.id, *_state_columns(dialect)), by_org, after)
     # LIMIT is appended as text: SQLite's compiler would pair a bound LIMIT with an OFFSET.
     sql = str(statement.compile(dialect=_named_parameter_dialect(dialect))) + " LIMIT :page_size"
     parameters: list[BindParameter[Any]] = [bindparam("page_size", type_=Integer())]
