@@ -52,7 +52,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, text, update
 from sqlalchemy.engine import make_url
-from tests.store.db_fixtures import KEY_RING_TEXT, POSTGRES_ADMIN_URL
+from tests.store.db_fixtures import (
+    KEY_RING_TEXT,
+    POSTGRES_ADMIN_URL,
+    terminate_other_connections,
+)
 
 import llmbilling
 from llmbilling.core.decision import BillingDecision, OverrideReadFailure, ResolutionInput
@@ -1079,23 +1083,3 @@ def test_a_whatif_that_loses_the_store_mid_scan_reports_nothing(
         if private is not None:
             private.close()
     assert progress[0] == 1  # the store failed after the first row, mid-scan
-
-
-def terminate_other_connections(database_url: str) -> None:
-    """Kill every server process of this database but the one asking."""
-    database = make_url(database_url).database
-    admin_engine = create_engine(
-        make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+psycopg"),
-        isolation_level="AUTOCOMMIT",
-    )
-    try:
-        with admin_engine.connect() as connection:
-            connection.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = :database AND pid <> pg_backend_pid()"
-                ),
-                {"database": database},
-            )
-    finally:
-        admin_engine.dispose()

@@ -38,7 +38,7 @@ def test_an_org_token_verifies_to_its_scope_and_org(context: ServiceContext, sco
 
     verified = verify_token(context, issued.token)
     assert verified is not None
-    assert (verified.scope, verified.org_id, verified.name) == (scope, org_id, "ci")
+    assert (verified.id, verified.scope, verified.org_id) == (issued.info.id, scope, org_id)
 
 
 def test_a_token_is_256_random_bits_behind_a_prefix(context: ServiceContext) -> None:

@@ -189,3 +189,23 @@ def stored_workspace(
     for name, value in (workspace_secrets or {}).items():
         secrets.set_secret(context, "workspace", workspace.id, name, value)
     return org.id, workspace.id
+
+
+def terminate_other_connections(database_url: str) -> None:
+    """Kill every server process of this database but the one asking."""
+    database = make_url(database_url).database
+    admin_engine = create_engine(
+        make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+psycopg"),
+        isolation_level="AUTOCOMMIT",
+    )
+    try:
+        with admin_engine.connect() as connection:
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = :database AND pid <> pg_backend_pid()"
+                ),
+                {"database": database},
+            )
+    finally:
+        admin_engine.dispose()

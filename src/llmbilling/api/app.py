@@ -2,8 +2,9 @@
 
 The app holds one :class:`ServiceContext` (``app.state.context``), its own Prometheus
 registry (``app.state.metrics``), the memory of recently verified tokens that keeps reads
-working through a store outage (``app.state.recent_principals``) and the what-if jobs of this
-process (``app.state.whatif_jobs``).
+working through a store outage (``app.state.recent_principals``), the what-if jobs of this
+process (``app.state.whatif_jobs``) and the store reader of each event loop serving it
+(``app.state.loop_readers``, each closed by its server's shutdown).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from llmbilling.api.routes import ROUTERS
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.whatif_jobs import WhatIfJobs
 from llmbilling.settings import Settings
+from llmbilling.store.loop_reader import LoopReaders
 
 API_TITLE = "llmbilling admin API"
 API_DESCRIPTION = (
@@ -53,12 +55,18 @@ def create_app(
 
     whatif_jobs = WhatIfJobs(service_context)
 
+    loop_readers = LoopReaders(service_context.store)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        whatif_jobs.close()
-        if owned:
-            service_context.close()
+        try:
+            yield
+        finally:
+            # Each server shuts down on the loop it served on: that loop's reader goes.
+            await loop_readers.close()
+            whatif_jobs.close()
+            if owned:
+                service_context.close()
 
     app = FastAPI(
         title=API_TITLE,
@@ -73,6 +81,7 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.recent_principals = RecentPrincipals()
     app.state.whatif_jobs = whatif_jobs
+    app.state.loop_readers = loop_readers
     install_problem_handlers(app)
     # Inside the observability middleware, so a refused body is logged and counted like any
     # other answer (and carries its request id).

@@ -13,9 +13,16 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from llmbilling.service.context import ServiceContext
-from llmbilling.service.tokens import Scope, hash_token, verify_token
+from llmbilling.service.tokens import (
+    ActiveToken,
+    Scope,
+    hash_token,
+    verify_token,
+    verify_token_on_loop,
+)
+from llmbilling.store.loop_reader import LoopReader
 
-__all__ = ["Principal", "RecentPrincipals", "Scope", "authenticate"]
+__all__ = ["Principal", "RecentPrincipals", "Scope", "authenticate", "authenticate_on_loop"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +60,18 @@ def authenticate(context: ServiceContext, token: str) -> Principal | None:
 
     Raises ``StoreUnavailableError`` when the store cannot answer.
     """
-    info = verify_token(context, token)
-    return None if info is None else Principal(str(info.id), info.scope, info.org_id)
+    return _principal(verify_token(context, token))
+
+
+async def authenticate_on_loop(
+    context: ServiceContext, reader: LoopReader, token: str
+) -> Principal | None:
+    """:func:`authenticate` for a coroutine, read through ``reader``."""
+    return _principal(await verify_token_on_loop(context, reader, token))
+
+
+def _principal(token: ActiveToken | None) -> Principal | None:
+    return None if token is None else Principal(str(token.id), token.scope, token.org_id)
 
 
 class RecentPrincipals:

@@ -1,8 +1,9 @@
-"""What every route is given: the service context, the caller, the audit context, metrics.
+"""What every route is given: the service context, the caller, the audit context, metrics,
+the event loop's store reader.
 
 FastAPI runs a plain ``def`` dependency in the threadpool: a thread round trip per request.
-Only :func:`principal` does I/O (it asks the store about the token), so only it is a ``def``;
-the others read ``app.state`` or the request and are ``async def``, run on the event loop.
+Every dependency here is ``async def`` on the event loop; :func:`principal` reads the token's
+row through the app's :class:`LoopReader`, which needs no thread either.
 """
 
 from __future__ import annotations
@@ -12,29 +13,39 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from llmbilling.api.auth import Principal, RecentPrincipals, authenticate
+from llmbilling.api.auth import Principal, RecentPrincipals, authenticate_on_loop
 from llmbilling.api.observability import Metrics
 from llmbilling.api.problems import UnauthenticatedError
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext
 from llmbilling.store.errors import StoreUnavailableError
+from llmbilling.store.loop_reader import LoopReader, LoopReaders
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `llmbilling token create`.")
 
 
-def _context_of(request: Request) -> ServiceContext:
+def context_of(request: Request) -> ServiceContext:
     return cast(ServiceContext, request.app.state.context)
 
 
-async def service_context(request: Request) -> ServiceContext:
-    return _context_of(request)
-
-
-async def metrics(request: Request) -> Metrics:
+def metrics_of(request: Request) -> Metrics:
     return cast(Metrics, request.app.state.metrics)
 
 
-def principal(
+def reader_of(request: Request) -> LoopReader:
+    """The store reader of the event loop serving ``request``."""
+    return cast(LoopReaders, request.app.state.loop_readers).current()
+
+
+async def service_context(request: Request) -> ServiceContext:
+    return context_of(request)
+
+
+async def metrics(request: Request) -> Metrics:
+    return metrics_of(request)
+
+
+async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -48,7 +59,7 @@ def principal(
     token = credentials.credentials
     recent: RecentPrincipals = request.app.state.recent_principals
     try:
-        found = authenticate(_context_of(request), token)
+        found = await authenticate_on_loop(context_of(request), reader_of(request), token)
     except StoreUnavailableError:
         remembered = recent.recall(token)
         if remembered is None:

@@ -39,8 +39,13 @@ class RequestBodyLimit:
             await self.app(scope, receive, send)
             return
         limit = MAX_REQUEST_BODY_BYTES
-        if _declared_length(scope) > limit:
+        declared = _declared_length(scope)
+        if declared > limit:
             await self._refuse(scope, receive, send)
+            return
+        if declared == 0 and not _has_header(scope, b"transfer-encoding"):
+            # No Content-Length and no chunked coding: HTTP/1.1 says there is no body.
+            await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -88,6 +93,10 @@ def _declared_length(scope: Scope) -> int:
     if not declared.isdigit():
         return MAX_REQUEST_BODY_BYTES + 1
     return int(declared)
+
+
+def _has_header(scope: Scope, wanted: bytes) -> bool:
+    return any(name.lower() == wanted for name, _ in scope.get("headers", []))
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -39,7 +39,7 @@ from llmbilling.store.errors import SchemaNotCurrentError, StoreUnavailableError
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 INTERNAL_ERROR_CODE = "INTERNAL_ERROR"
 
-log = structlog.get_logger("llmbilling.api")
+log = structlog.get_logger()
 
 
 class UnauthenticatedError(LlmBillingError):

@@ -157,8 +157,14 @@ def writing(context: ServiceContext) -> Iterator[Connection]:
 @contextmanager
 def reading(context: ServiceContext) -> Iterator[Connection]:
     """One autocommit read connection; failures become :class:`StoreUnavailableError`."""
+    with translated_store_errors(context), context.store.read_engine.connect() as connection:
+        yield connection
+
+
+@contextmanager
+def translated_store_errors(context: ServiceContext) -> Iterator[None]:
+    """Database failures inside become :class:`StoreUnavailableError` (sanitized message)."""
     try:
-        with context.store.read_engine.connect() as connection:
-            yield connection
+        yield
     except SQLAlchemyError as error:
         raise StoreUnavailableError(describe_database_error(error, context.store.url)) from None

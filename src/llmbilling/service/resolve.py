@@ -22,7 +22,13 @@ from llmbilling.service.context import ServiceContext, parse_id
 from llmbilling.service.errors import WorkspaceNotFoundError
 from llmbilling.store.crypto import SecretLocation
 from llmbilling.store.engine import describe_database_error
-from llmbilling.store.workspace_read import SealedSecret, WorkspaceState, read_workspace_state
+from llmbilling.store.loop_reader import LoopReader
+from llmbilling.store.workspace_read import (
+    SealedSecret,
+    WorkspaceState,
+    read_workspace_state,
+    read_workspace_state_on_loop,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +48,21 @@ class DecisionVersion:
 
     @classmethod
     def of(cls, state: WorkspaceState, decision: BillingDecision) -> DecisionVersion:
-        # Without the workspace id, which never changes for a workspace.
-        record = BillingDecision(None, decision.outcome).to_dict()
-        text = json.dumps(record, sort_keys=True, separators=(",", ":"))
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-        return cls(state.workspace_version, state.org_version, digest)
+        return cls.of_record(state, decision_json(decision))
+
+    @classmethod
+    def of_record(cls, state: WorkspaceState, record: bytes) -> DecisionVersion:
+        """The version of a decision already serialized by :func:`decision_json`."""
+        return cls(
+            state.workspace_version, state.org_version, hashlib.sha256(record).hexdigest()[:16]
+        )
+
+
+def decision_json(decision: BillingDecision) -> bytes:
+    """The decision record as compact UTF-8 JSON: the API's body, and what a
+    :class:`DecisionVersion` digests (serialized once when both are needed)."""
+    record = decision.to_dict()
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +105,35 @@ def read_decision(context: ServiceContext, workspace_id: str | UUID) -> StoredDe
         with context.store.read_engine.connect() as connection:
             state = read_workspace_state(connection, parsed)
     except SQLAlchemyError as error:
-        message = describe_database_error(error, context.store.url)
-        return StoredDecision(unreadable_decision(context, parsed, message), None)
+        return _unreadable(context, parsed, error)
+    return _decided(context, parsed, state)
+
+
+async def read_decision_on_loop(
+    context: ServiceContext, reader: LoopReader, workspace_id: UUID
+) -> StoredDecision:
+    """:func:`read_decision` for a coroutine: the state is read through ``reader`` (no thread
+    hand-off); it raises and falls back exactly as :func:`read_decision` does."""
+    try:
+        state = await read_workspace_state_on_loop(reader, workspace_id)
+    except SQLAlchemyError as error:
+        return _unreadable(context, workspace_id, error)
+    return _decided(context, workspace_id, state)
+
+
+def _decided(
+    context: ServiceContext, workspace_id: UUID, state: WorkspaceState | None
+) -> StoredDecision:
     if state is None:
-        raise WorkspaceNotFoundError(parsed)
-    decision = decide_from_state(context, state)
-    return StoredDecision(decision, state)
+        raise WorkspaceNotFoundError(workspace_id)
+    return StoredDecision(decide_from_state(context, state), state)
+
+
+def _unreadable(
+    context: ServiceContext, workspace_id: UUID, error: SQLAlchemyError
+) -> StoredDecision:
+    message = describe_database_error(error, context.store.url)
+    return StoredDecision(unreadable_decision(context, workspace_id, message), None)
 
 
 def decide_from_state(context: ServiceContext, state: WorkspaceState) -> BillingDecision:

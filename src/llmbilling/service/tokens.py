@@ -17,13 +17,20 @@ from enum import StrEnum
 from typing import Any, ClassVar
 from uuid import UUID
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, bindparam, insert, select, update
 
 from llmbilling.errors import InvalidInputError, LlmBillingError
 from llmbilling.service import audit
 from llmbilling.service.audit import AuditContext
-from llmbilling.service.context import ServiceContext, parse_id, reading, writing
+from llmbilling.service.context import (
+    ServiceContext,
+    parse_id,
+    reading,
+    translated_store_errors,
+    writing,
+)
 from llmbilling.service.errors import NOT_FOUND_EXIT, OrgNotFoundError
+from llmbilling.store.loop_reader import AnyRow, LoopReader
 from llmbilling.store.tables import api_tokens, organizations
 
 TOKEN_PREFIX = "llmb_"
@@ -188,21 +195,56 @@ def revoke_token(
     return TokenInfo(row.id, row.name, Scope(row.scope), row.org_id, row.created_at, stamp)
 
 
-def verify_token(context: ServiceContext, token: str) -> TokenInfo | None:
+@dataclass(frozen=True, slots=True)
+class ActiveToken:
+    """A token verification found active: what authorization needs, nothing more."""
+
+    id: UUID
+    scope: Scope
+    org_id: UUID | None
+
+
+# The unique index on token_hash finds the row; revoked tokens are filtered in the same read.
+_ACTIVE_TOKEN_BY_HASH = select(
+    api_tokens.c.id, api_tokens.c.scope, api_tokens.c.org_id, api_tokens.c.token_hash
+).where(api_tokens.c.token_hash == bindparam("token_hash"), api_tokens.c.revoked_at.is_(None))
+
+
+def verify_token(context: ServiceContext, token: str) -> ActiveToken | None:
     """The active token ``token`` is, or None. Raises ``StoreUnavailableError`` when the
     store cannot answer (callers decide what an outage means for them)."""
+    presented = _presented_hash(token)
+    if presented is None:
+        return None
+    with reading(context) as connection:
+        row = connection.execute(_ACTIVE_TOKEN_BY_HASH, {"token_hash": presented}).first()
+    return _active(row, presented)
+
+
+async def verify_token_on_loop(
+    context: ServiceContext, reader: LoopReader, token: str
+) -> ActiveToken | None:
+    """:func:`verify_token` for a coroutine, read through ``reader`` (no thread hand-off)."""
+    presented = _presented_hash(token)
+    if presented is None:
+        return None
+    with translated_store_errors(context):
+        row = await reader.first(_ACTIVE_TOKEN_BY_HASH, {"token_hash": presented})
+    return _active(row, presented)
+
+
+def _presented_hash(token: str) -> str | None:
+    """The hash to look up, or None for anything not shaped like a token we issue."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > _MAX_PRESENTED_LENGTH:
         return None
-    presented = hash_token(token)
-    with reading(context) as connection:
-        row = connection.execute(
-            select(api_tokens).where(api_tokens.c.token_hash == presented)
-        ).first()
-    # The index finds the row; the final comparison does not leak how much of it matched.
+    return hash_token(token)
+
+
+def _active(row: AnyRow | None, presented: str) -> ActiveToken | None:
+    # The final comparison does not leak how much of the hash the index matched.
     if row is None or not hmac.compare_digest(row.token_hash, presented):
         return None
-    info = _info(row)
-    return info if info.active else None
+    return ActiveToken(row.id, Scope(row.scope), row.org_id)
 
 
 def _info(row: Row[Any]) -> TokenInfo:

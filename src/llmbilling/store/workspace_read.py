@@ -40,6 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import BindTyping
 
 from llmbilling.store.crypto import EncryptedValue, SecretScopeName
+from llmbilling.store.loop_reader import LoopReader
 from llmbilling.store.tables import org_secrets, organizations, workspace_secrets, workspaces
 
 MODEL_SECRET_NAMES = ("MOLECULE_MODEL", "MODEL")
@@ -256,6 +257,15 @@ def read_workspace_state(connection: Connection, workspace_id: UUID) -> Workspac
     """Run the one statement; None when no such workspace exists. Database errors propagate."""
     statement = workspace_state_statement(connection.dialect.name)
     row = connection.execute(statement, {"workspace_id": workspace_id}).first()
+    return None if row is None else _state(workspace_id, row)
+
+
+async def read_workspace_state_on_loop(
+    reader: LoopReader, workspace_id: UUID
+) -> WorkspaceState | None:
+    """:func:`read_workspace_state` for a coroutine, through ``reader``."""
+    statement = workspace_state_statement(reader.dialect)
+    row = await reader.first(statement, {"workspace_id": workspace_id})
     return None if row is None else _state(workspace_id, row)
 
 
