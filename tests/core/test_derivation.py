@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmbilling.core.derivation import derive_provider
+from llmbilling.core.derivation import derivation_key, derive_provider
 from llmbilling.core.modes import DerivationOutcome
 from llmbilling.core.registry import Candidate, CompiledRegistry, RuleKind
 from llmbilling.registry_files import built_in_registry
@@ -188,4 +188,95 @@ def test_matching_ignores_case_and_surrounding_white_space(
         plain.outcome,
         plain.provider,
         plain.candidates,
+    )
+
+
+_MODEL_TEXTS = st.one_of(
+    st.none(),
+    st.sampled_from(_KNOWN_MODELS),
+    st.builds(
+        lambda model, tail: model + tail, st.sampled_from(_KNOWN_MODELS), st.text(max_size=6)
+    ),
+    st.text(max_size=12),
+)
+_RUNTIMES = st.one_of(st.none(), st.sampled_from(sorted(BUILT_IN.runtimes)), st.text(max_size=8))
+
+
+@st.composite
+def _input_pairs(draw: st.DrawFn) -> tuple[tuple[str | None, str | None], ...]:
+    """Two (runtime, model) inputs, mostly on the same runtime, so that equal keys are common
+    among matches too, not only among failures."""
+    first = (draw(_RUNTIMES), draw(_MODEL_TEXTS))
+    runtime = draw(st.one_of(st.just(first[0]), _RUNTIMES))
+    return first, (runtime, draw(_MODEL_TEXTS))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    registry=st.sampled_from([None, BUILT_IN, BUILT_IN, BUILT_IN]),
+    pair=_input_pairs(),
+    auth_envs=st.lists(
+        st.frozensets(st.sampled_from(sorted(BUILT_IN.all_auth_env)), max_size=3), max_size=6
+    ),
+)
+def test_inputs_with_equal_derivation_keys_derive_alike_under_every_auth_env(
+    registry: CompiledRegistry | None,
+    pair: tuple[tuple[str | None, str | None], ...],
+    auth_envs: list[frozenset[str]],
+) -> None:
+    first, second = pair
+    if derivation_key(registry, *first) != derivation_key(registry, *second):
+        return
+    for auth_env in [frozenset(), frozenset(BUILT_IN.all_auth_env), *auth_envs]:
+        one = derive_provider(registry, *first, auth_env)
+        other = derive_provider(registry, *second, auth_env)
+        assert (one.outcome, one.provider) == (other.outcome, other.provider)
+
+
+def test_every_registry_rule_derives_alike_within_its_derivation_key() -> None:
+    # Exhaustive over the built-in registry: every runtime with every rule's text (and that
+    # text extended, to reach prefix rules), under no credential, each single one, and all.
+    auth_envs = [frozenset(), frozenset(BUILT_IN.all_auth_env)] + [
+        frozenset({name}) for name in sorted(BUILT_IN.all_auth_env)
+    ]
+    groups: dict[object, list[tuple[str, str]]] = {}
+    for runtime in sorted(BUILT_IN.runtimes):
+        for model in _KNOWN_MODELS:
+            for text in (model, model + "-2026-01-01"):
+                groups.setdefault(derivation_key(BUILT_IN, runtime, text), []).append(
+                    (runtime, text)
+                )
+    shared = [members for members in groups.values() if len(members) > 1]
+    assert sum(len(members) for members in shared) >= 100  # the check below checks something
+    for members in shared:
+        for auth_env in auth_envs:
+            derived = {
+                (result.outcome, result.provider)
+                for result in (derive_provider(BUILT_IN, *member, auth_env) for member in members)
+            }
+            assert len(derived) == 1, (members[:3], auth_env, derived)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (("codex", "gpt-5.5"), ("codex", "GPT-5.5 ")),
+        (("codex", None), ("claude-code", " ")),
+        (("nosuchruntime", "gpt-5.5"), (None, "claude-opus-4-7")),
+        (("codex", "totally-made-up"), ("codex", "also-made-up")),
+    ],
+)
+def test_models_that_derive_alike_share_a_derivation_key(
+    builtin: CompiledRegistry,
+    first: tuple[str | None, str | None],
+    second: tuple[str | None, str | None],
+) -> None:
+    assert derivation_key(builtin, *first) == derivation_key(builtin, *second)
+
+
+def test_models_of_different_providers_have_different_derivation_keys(
+    builtin: CompiledRegistry,
+) -> None:
+    assert derivation_key(builtin, "codex", "gpt-5.5") != derivation_key(
+        builtin, "claude-code", "claude-opus-4-7"
     )

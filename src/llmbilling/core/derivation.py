@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from llmbilling.core.modes import DerivationOutcome
@@ -29,6 +30,38 @@ def derive_provider(
     auth_env: frozenset[str],
 ) -> DerivationResult:
     """Derive a provider. Never raises; every failure is a typed outcome."""
+    matched = _match(registry, runtime, model)
+    if isinstance(matched, DerivationResult):
+        return matched
+    registry, candidates = matched
+    if len(candidates) == 1:
+        winner = candidates[0]
+        return DerivationResult(
+            DerivationOutcome.OK,
+            winner.provider,
+            f"model {model!r} matched {winner.rule_kind.value} rule {winner.rule!r}"
+            f" of provider {winner.provider!r}",
+            candidates,
+        )
+    return _break_tie(registry, model, candidates, auth_env)
+
+
+def derivation_key(
+    registry: CompiledRegistry | None, runtime: str | None, model: str | None
+) -> Hashable:
+    """What :func:`derive_provider`'s outcome and provider depend on besides the auth env:
+    inputs with equal keys (under the same registry) derive the same outcome and provider
+    under every auth env; only the detail text, which names the model, may differ."""
+    matched = _match(registry, runtime, model)
+    if isinstance(matched, DerivationResult):
+        return matched.outcome
+    return tuple(candidate.provider for candidate in matched[1])
+
+
+def _match(
+    registry: CompiledRegistry | None, runtime: str | None, model: str | None
+) -> DerivationResult | tuple[CompiledRegistry, tuple[Candidate, ...]]:
+    """The most specific matches of the model for the runtime, or the failed derivation."""
     if registry is None:
         return DerivationResult(
             DerivationOutcome.REGISTRY_UNAVAILABLE, None, "no provider registry is available"
@@ -57,16 +90,7 @@ def derive_provider(
             None,
             f"model {model!r} matches no rule for runtime {runtime_key!r}",
         )
-    if len(candidates) == 1:
-        winner = candidates[0]
-        return DerivationResult(
-            DerivationOutcome.OK,
-            winner.provider,
-            f"model {model!r} matched {winner.rule_kind.value} rule {winner.rule!r}"
-            f" of provider {winner.provider!r}",
-            candidates,
-        )
-    return _break_tie(registry, model, candidates, auth_env)
+    return registry, candidates
 
 
 def _break_tie(

@@ -2,8 +2,9 @@
 proposed configuration, tally. Memory stays flat in fleet size: rows arrive in keyset pages and
 only counts, bounded samples and a bounded memo are kept.
 
-Per row the work is a dict probe: rows with the same stored inputs share one comparison, and
-the comparison of a new combination is itself cheap because the resolver memoizes each rung.
+Per row the work is a few dict probes: rows whose stored inputs decide alike share one
+comparison. The memo key holds the model only as its derivation under each registry (most
+models derive alike), and the credential names only as the registry credentials among them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from uuid import UUID
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from llmbilling.core.derivation import derivation_key
 from llmbilling.core.policy import CompiledPolicy
 from llmbilling.core.provisioning import effective_model
 from llmbilling.core.registry import CompiledRegistry
@@ -113,6 +115,7 @@ def run_whatif(
     tally = WhatIfTally(current, proposed, samples_per_class, format_id=_format_id)
     memo: dict[tuple[Any, ...], Change] = {}
     credentials = _CredentialNames(current, proposed)
+    derivations = _DerivationKeys(current, proposed)
     for row in stream_fleet_rows(context, parsed_org, page_size):
         workspace_id, org, override, runtime, model, org_default = row[:6]
         workspace_names, org_names, workspace_models, org_models = row[8:12]
@@ -134,7 +137,13 @@ def run_whatif(
                 continue
         workspace_credentials = credentials.of(workspace_names)
         org_credentials = credentials.of(org_names)
-        key = (override, org_default, runtime, model, workspace_credentials, org_credentials)
+        key = (
+            override,
+            org_default,
+            derivations.of(runtime, model),
+            workspace_credentials,
+            org_credentials,
+        )
         change = memo.get(key)
         if change is None:
             if len(memo) >= MEMO_LIMIT:
@@ -173,6 +182,30 @@ class _CredentialNames:
             names = split_secret_names(aggregated)
             found = self._seen[aggregated] = frozenset().union(
                 *(relevant_auth_env(names, registry) for registry in self._registries)
+            )
+        return found
+
+
+class _DerivationKeys:
+    """A (runtime, model)'s derivation keys under both configurations' registries, remembered
+    per distinct pair: many models derive alike, and a change depends on the model only
+    through its derivation (see :func:`derivation_key`), so the memo is keyed by those."""
+
+    def __init__(self, current: Configuration, proposed: Configuration) -> None:
+        self._registries = (current.registry, proposed.registry)
+        self._seen: dict[tuple[str | None, str | None], tuple[Hashable, Hashable]] = {}
+
+    def of(self, runtime: str | None, model: str | None) -> tuple[Hashable, Hashable]:
+        """Keyed by the stored model; derived from its effective model, as decisions are."""
+        found = self._seen.get((runtime, model))
+        if found is None:
+            if len(self._seen) >= MEMO_LIMIT:
+                self._seen.clear()
+            current, proposed = self._registries
+            effective = effective_model(None, model, {})
+            found = self._seen[runtime, model] = (
+                derivation_key(current, runtime, effective),
+                derivation_key(proposed, runtime, effective),
             )
         return found
 
