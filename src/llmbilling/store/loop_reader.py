@@ -139,16 +139,24 @@ class LoopReaders:
         self._readers: WeakKeyDictionary[asyncio.AbstractEventLoop, LoopReader] = (
             WeakKeyDictionary()
         )
+        self._last: tuple[asyncio.AbstractEventLoop | None, LoopReader | None] = (None, None)
 
     def current(self) -> LoopReader:
         """The reader of the calling coroutine's loop."""
         loop = asyncio.get_running_loop()
+        # A server asks from one loop, twice a request: answer from the last pair first.
+        # (Read as one tuple: another loop's thread may replace it at any time.)
+        last_loop, last_reader = self._last
+        if last_loop is loop and last_reader is not None:
+            return last_reader
         reader = self._readers.get(loop)
         if reader is None:
             reader = self._readers[loop] = open_loop_reader(self._store)
+        self._last = (loop, reader)
         return reader
 
     async def close(self) -> None:
+        self._last = (None, None)
         reader = self._readers.pop(asyncio.get_running_loop(), None)
         if reader is not None:
             await reader.close()
