@@ -12,7 +12,7 @@ middleware (request id, metrics, the JSON ``request`` log line) and the same bea
 dependency, so a real token is checked against the store on both; its ``async`` handler
 returns ``{"ok": true}``. The same token dependency is chosen because every ``/v1`` route pays
 for it: the ratio then prices what the decision itself adds to an authenticated request (the
-workspace read in the threadpool, the core, the ETag, the JSON record), not the token check.
+workspace read, the core, the ETag, the JSON record), not the token check.
 
 A load generator in a second process (asyncio on raw sockets, HTTP/1.1 keep-alive, uvloop)
 holds --concurrency connections, each sending its next request as soon as the previous answer

@@ -1,5 +1,5 @@
-"""What every route is given: the service context, the caller, the audit context, metrics,
-the event loop's store reader.
+"""What every route is given: the service context, the caller, the audit context, metrics
+(and, as plain helpers for the hottest route, the same taken from the request).
 
 FastAPI runs a plain ``def`` dependency in the threadpool: a thread round trip per request.
 Every dependency here is ``async def`` on the event loop; :func:`principal` reads the token's
