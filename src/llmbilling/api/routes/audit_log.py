@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from llmbilling.api.access import require_readable_org
 from llmbilling.api.dependencies import Caller, Context
+from llmbilling.api.links import AUDIT_LINKS
 from llmbilling.api.problems import problem_responses
 from llmbilling.api.schemas import AuditPage
 from llmbilling.service import audit
@@ -28,7 +29,7 @@ CURSOR_PATTERN = r"^[1-9][0-9]{0,17}$"
     "/audit",
     summary="Audit entries, newest first",
     response_model=AuditPage,
-    responses=problem_responses(400, 401, 404, 500, 503),
+    responses={200: {"links": AUDIT_LINKS}, **problem_responses(400, 401, 404, 500, 503)},
 )
 def read_audit_log(
     context: Context,

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from llmbilling.api.access import require, require_readable_org
 from llmbilling.api.dependencies import Audit, Caller, Context
 from llmbilling.api.etags import IfMatch, org_etag
+from llmbilling.api.links import ORG_DEFAULT_READ_LINKS, ORG_DEFAULT_WRITE_LINKS
 from llmbilling.api.problems import problem_responses
 from llmbilling.api.schemas import OrgDefault, SetOrgDefault
 from llmbilling.service import admin
@@ -38,7 +39,10 @@ _ETAG_HEADER: dict[str, Any] = {
     PATH,
     summary="The org default billing mode",
     response_model=OrgDefault,
-    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(400, 401, 404, 500, 503)},
+    responses={
+        200: {"headers": _ETAG_HEADER, "links": ORG_DEFAULT_READ_LINKS},
+        **problem_responses(400, 401, 404, 500, 503),
+    },
 )
 def get_org_default(org_id: OrgId, context: Context, caller: Caller) -> Response:
     require_readable_org(caller, org_id)
@@ -50,7 +54,7 @@ def get_org_default(org_id: OrgId, context: Context, caller: Caller) -> Response
     summary="Set (or, with null, remove) the org default",
     response_model=OrgDefault,
     responses={
-        200: {"headers": _ETAG_HEADER},
+        200: {"headers": _ETAG_HEADER, "links": ORG_DEFAULT_WRITE_LINKS},
         **problem_responses(400, 401, 403, 404, 412, 500, 503),
     },
 )

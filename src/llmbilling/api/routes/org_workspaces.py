@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from llmbilling.api.access import require_readable_org
 from llmbilling.api.dependencies import AppMetrics, Caller, Context
+from llmbilling.api.links import ORG_WORKSPACES_LINKS
 from llmbilling.api.problems import problem_responses
 from llmbilling.api.schemas import WorkspacePage
 from llmbilling.core.modes import MODE_VALUES
@@ -24,7 +25,10 @@ MAX_PAGE_SIZE = 500
     "/{org_id}/workspaces",
     summary="The org's workspaces with their decisions, in id order",
     response_model=WorkspacePage,
-    responses=problem_responses(400, 401, 404, 500, 503),
+    responses={
+        200: {"links": ORG_WORKSPACES_LINKS},
+        **problem_responses(400, 401, 404, 500, 503),
+    },
 )
 def list_org_workspaces(
     org_id: Annotated[UUID, Path(description="Organization id (UUID).")],

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from llmbilling.api.access import readable_workspace, require
 from llmbilling.api.dependencies import AppMetrics, Audit, Caller, Context
+from llmbilling.api.links import PROVISION_ENV_LINKS
 from llmbilling.api.problems import problem_responses
 from llmbilling.api.schemas import ProvisionedEnv, ProvisionRequest
 from llmbilling.service.provision import provision_workspace
@@ -25,7 +26,10 @@ router = APIRouter(prefix="/v1/workspaces", tags=["provisioning"])
     "/{workspace_id}/provision-env",
     summary="Decide, build the container env (spec §4), record the provision",
     response_model=ProvisionedEnv,
-    responses=problem_responses(400, 401, 403, 404, 409, 422, 500, 503),
+    responses={
+        200: {"links": PROVISION_ENV_LINKS},
+        **problem_responses(400, 401, 403, 404, 409, 422, 500, 503),
+    },
 )
 def provision_env(
     workspace_id: Annotated[UUID, Path(description="Workspace id (UUID).")],

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from llmbilling.api.access import require, require_readable_org
 from llmbilling.api.auth import Principal, Scope
 from llmbilling.api.dependencies import Audit, Caller, Context
+from llmbilling.api.links import WHATIF_JOB_LINKS, WHATIF_STARTED_LINKS
 from llmbilling.api.problems import problem_responses
 from llmbilling.api.schemas import WhatIfJob, WhatIfRequest
 from llmbilling.core.policy import compile_policy
@@ -42,7 +43,10 @@ def jobs_of(request: Request) -> WhatIfJobs:
     summary="Start a what-if of the fleet (or one org) under a proposed policy or registry",
     status_code=202,
     response_model=WhatIfJob,
-    responses=problem_responses(400, 401, 403, 404, 422, 500, 503),
+    responses={
+        202: {"links": WHATIF_STARTED_LINKS},
+        **problem_responses(400, 401, 403, 404, 422, 500, 503),
+    },
 )
 def start_whatif(
     body: WhatIfRequest, request: Request, context: Context, caller: Caller, audit: Audit
@@ -71,7 +75,7 @@ def start_whatif(
     "/{job_id}",
     summary="A what-if job: its progress and, once it has succeeded, its report",
     response_model=WhatIfJob,
-    responses=problem_responses(400, 401, 404, 500),
+    responses={200: {"links": WHATIF_JOB_LINKS}, **problem_responses(400, 401, 404, 500)},
 )
 def get_whatif(
     job_id: Annotated[UUID, Path(description="What-if job id (UUID).")],

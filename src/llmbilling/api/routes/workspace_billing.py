@@ -23,6 +23,7 @@ from llmbilling.api.dependencies import (
     reader_of,
 )
 from llmbilling.api.etags import IfMatch, decision_etag
+from llmbilling.api.links import DECISION_READ_LINKS, DECISION_WRITE_LINKS
 from llmbilling.api.observability import Metrics
 from llmbilling.api.problems import problem_responses
 from llmbilling.api.schemas import Decision, SetOverride
@@ -63,7 +64,10 @@ _WRITE_RESPONSES = problem_responses(400, 401, 403, 404, 412, 500, 503)
     PATH,
     summary="The workspace's decision record, with its trace",
     response_model=Decision,
-    responses={200: {"headers": _ETAG_HEADER}, **problem_responses(400, 401, 404, 500, 503)},
+    responses={
+        200: {"headers": _ETAG_HEADER, "links": DECISION_READ_LINKS},
+        **problem_responses(400, 401, 404, 500, 503),
+    },
 )
 async def get_decision(workspace_id: WorkspaceId, caller: Caller, request: Request) -> Response:
     # The hottest route: on the event loop (the reader needs no thread, the rest is CPU work),
@@ -81,7 +85,7 @@ async def get_decision(workspace_id: WorkspaceId, caller: Caller, request: Reque
     PATH,
     summary="Set the workspace override (exact mode)",
     response_model=Decision,
-    responses={200: {"headers": _ETAG_HEADER}, **_WRITE_RESPONSES},
+    responses={200: {"headers": _ETAG_HEADER, "links": DECISION_WRITE_LINKS}, **_WRITE_RESPONSES},
 )
 def set_override(
     workspace_id: WorkspaceId,
@@ -106,7 +110,7 @@ def set_override(
     PATH,
     summary="Clear the workspace override (inherit)",
     response_model=Decision,
-    responses={200: {"headers": _ETAG_HEADER}, **_WRITE_RESPONSES},
+    responses={200: {"headers": _ETAG_HEADER, "links": DECISION_WRITE_LINKS}, **_WRITE_RESPONSES},
 )
 def clear_override(
     workspace_id: WorkspaceId,
