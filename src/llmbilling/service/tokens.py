@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -30,8 +31,9 @@ from llmbilling.service.context import (
     writing,
 )
 from llmbilling.service.errors import NOT_FOUND_EXIT, OrgNotFoundError
-from llmbilling.store.loop_reader import AnyRow, LoopReader
+from llmbilling.store.loop_reader import LoopReader
 from llmbilling.store.tables import api_tokens, organizations
+from llmbilling.store.workspace_read import as_uuid
 
 TOKEN_PREFIX = "llmb_"
 _TOKEN_BYTES = 32
@@ -240,11 +242,15 @@ def _presented_hash(token: str) -> str | None:
     return hash_token(token)
 
 
-def _active(row: AnyRow | None, presented: str) -> ActiveToken | None:
-    # The final comparison does not leak how much of the hash the index matched.
-    if row is None or not hmac.compare_digest(row.token_hash, presented):
+def _active(row: Sequence[Any] | None, presented: str) -> ActiveToken | None:
+    """An :data:`_ACTIVE_TOKEN_BY_HASH` row, typed or as the driver gives it."""
+    if row is None:
         return None
-    return ActiveToken(row.id, Scope(row.scope), row.org_id)
+    token_id, scope, org_id, token_hash = row
+    # The final comparison does not leak how much of the hash the index matched.
+    if not hmac.compare_digest(token_hash, presented):
+        return None
+    return ActiveToken(as_uuid(token_id), Scope(scope), None if org_id is None else as_uuid(org_id))
 
 
 def _info(row: Row[Any]) -> TokenInfo:

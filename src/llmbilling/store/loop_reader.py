@@ -5,7 +5,7 @@ unique-index reads. Handing each to a worker thread cost about 300 µs of CPU pe
 load (the thread wake-ups and the GIL changing hands), several times the reads themselves, so
 the API reads on its event loop instead:
 
-- SQLite: the statement runs on the loop itself, on a kept connection. It is a B-tree
+- SQLite: the statement runs on the loop itself, on a kept sqlite3 connection. It is a B-tree
   lookup inside this process (tens of µs), and in WAL mode (see :mod:`llmbilling.store.engine`)
   a writer never blocks a reader, so it does not wait on anything.
 - PostgreSQL: psycopg's asyncio driver under SQLAlchemy's ``AsyncEngine`` (a pool of its own,
@@ -20,19 +20,21 @@ loop) may run at once.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from typing import Any, TypeAlias
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeAlias, cast
+from uuid import UUID
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, Executable, Row, event
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy import Engine, PoolProxiedConnection, Select, TextualSelect, event
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from llmbilling.store.engine import POOL_SIZE, POSTGRES_CONNECT_TIMEOUT_SECONDS, Store
 
-# A row of any width: the statement decides.
-AnyRow: TypeAlias = Row[*tuple[Any, ...]]
+ReadStatement: TypeAlias = Select[Any] | TextualSelect
 
 
 class LoopReader(ABC):
@@ -41,8 +43,11 @@ class LoopReader(ABC):
     dialect: str
 
     @abstractmethod
-    async def first(self, statement: Executable, parameters: Mapping[str, Any]) -> AnyRow | None:
-        """The statement's first row, or None when it returns none."""
+    async def first(
+        self, statement: ReadStatement, parameters: Mapping[str, Any]
+    ) -> Sequence[Any] | None:
+        """The statement's first row (its values by position, as the driver gives them: a
+        UUID column may be text), or None when it returns none."""
 
     @abstractmethod
     async def close(self) -> None:
@@ -50,40 +55,58 @@ class LoopReader(ABC):
 
 
 class _SqliteReader(LoopReader):
-    """One connection of the store's read engine, kept: the loop runs one statement at a
-    time, and a pool checkout and check-in per read cost more than the read. When the store
-    disposes of the engine (``Store.close``), the kept connection goes too, at the next read."""
+    """Straight on the sqlite3 connection of one kept connection of the store's read engine:
+    the loop runs one statement at a time, and a pool checkout per read, or SQLAlchemy's
+    execution and result layers, cost more than the read. Statements are rendered to SQL once;
+    a UUID parameter is bound as SQLAlchemy stores it (32 hex digits), and rows come back as
+    the driver gives them. When the store disposes of the engine (``Store.close``), the kept
+    connection goes too, at the next read."""
 
     def __init__(self, store: Store) -> None:
         self.dialect = store.dialect
         self._engine = store.read_engine
-        self._connection: Connection | None = None
+        self._connection: PoolProxiedConnection | None = None
         self._disposed = False
+        self._sql: dict[ReadStatement, str] = {}
         event.listen(self._engine, "engine_disposed", self._on_engine_disposed)
 
     def _on_engine_disposed(self, _engine: Engine) -> None:
         # Any thread may dispose of the engine; the connection is closed on the loop's thread.
         self._disposed = True
 
-    async def first(self, statement: Executable, parameters: Mapping[str, Any]) -> AnyRow | None:
+    async def first(
+        self, statement: ReadStatement, parameters: Mapping[str, Any]
+    ) -> Sequence[Any] | None:
         if self._disposed:
             self._disposed = False
             await self.close()
-        connection = self._connection
-        if connection is None:
-            connection = self._connection = self._engine.connect()
+        sql = self._sql.get(statement)
+        if sql is None:
+            sql = self._sql[statement] = str(statement.compile(dialect=_NAMED_SQLITE))
+        bound = {name: _sqlite_value(value) for name, value in parameters.items()}
         try:
-            return connection.execute(statement, parameters).first()
-        except SQLAlchemyError:
+            connection = self._connection
+            if connection is None:
+                connection = self._connection = self._engine.raw_connection()
+            driver = cast(sqlite3.Connection, connection.driver_connection)
+            row: Sequence[Any] | None = driver.execute(sql, bound).fetchone()
+            return row
+        except sqlite3.Error as error:
             # Whatever broke, the next read starts on a fresh connection.
-            self._connection = None
-            connection.close()
-            raise
+            await self.close()
+            raise DBAPIError.instance(sql, bound, error, sqlite3.Error) from error
 
     async def close(self) -> None:
         if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+            connection, self._connection = self._connection, None
+            connection.close()
+
+
+_NAMED_SQLITE = sqlite.dialect(paramstyle="named")
+
+
+def _sqlite_value(value: object) -> object:
+    return value.hex if isinstance(value, UUID) else value
 
 
 class _PostgresReader(LoopReader):
@@ -102,7 +125,9 @@ class _PostgresReader(LoopReader):
             connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS},
         )
 
-    async def first(self, statement: Executable, parameters: Mapping[str, Any]) -> AnyRow | None:
+    async def first(
+        self, statement: ReadStatement, parameters: Mapping[str, Any]
+    ) -> Sequence[Any] | None:
         try:
             return await self._first(statement, parameters)
         except DBAPIError as error:
@@ -110,7 +135,9 @@ class _PostgresReader(LoopReader):
                 raise
         return await self._first(statement, parameters)
 
-    async def _first(self, statement: Executable, parameters: Mapping[str, Any]) -> AnyRow | None:
+    async def _first(
+        self, statement: ReadStatement, parameters: Mapping[str, Any]
+    ) -> Sequence[Any] | None:
         async with self._engine.connect() as connection:
             result = await connection.execute(statement, parameters)
             return result.first()

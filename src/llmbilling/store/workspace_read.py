@@ -302,7 +302,7 @@ def _state(workspace_id: UUID, row: Sequence[Any]) -> WorkspaceState:
     ) = row
     return WorkspaceState(
         workspace_id=workspace_id,
-        org_id=org_id,
+        org_id=as_uuid(org_id),
         override=override,
         runtime=runtime,
         model=model,
