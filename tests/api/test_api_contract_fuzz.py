@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import Case
@@ -61,9 +62,9 @@ class FuzzTarget:
     existing: dict[str, str]
 
 
-@pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget]:
-    folder: Path = tmp_path_factory.mktemp("fuzz")
+def seeded_app(folder: Path) -> tuple[FastAPI, str]:
+    """The app over a new SQLite store in ``folder`` holding the demo fleet (40 workspaces),
+    and an admin token. Its context is the caller's to close (``app.state.context``)."""
     app = create_app(
         Settings(
             database_url=f"sqlite:///{folder / 'store.sqlite3'}",
@@ -72,10 +73,15 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget]:
             MOLECULE_LLM_USAGE_TOKEN="usage-token",
         )
     )
+    seed_demo_fleet(app.state.context, workspace_count=40, seed=7)
+    return app, create_token(app.state.context, scope=Scope.ADMIN).token
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget]:
+    app, token = seeded_app(tmp_path_factory.mktemp("fuzz"))
     context = app.state.context
-    seed_demo_fleet(context, workspace_count=40, seed=7)
     workspace = admin.list_workspaces(context, limit=1)[0].workspace
-    token = create_token(context, scope=Scope.ADMIN).token
     yield FuzzTarget(
         schema=from_asgi("/openapi.json", app, config=CONFIG),
         headers={"Authorization": f"Bearer {token}"},

@@ -32,7 +32,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,9 +45,8 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.generation.stateful.state_machine import APIStateMachine, StepInput, StepOutput
 from schemathesis.openapi import from_asgi
 from schemathesis.specs.openapi.schemas import OpenApiSchema
-from tests.api.test_api_contract_fuzz import ACCEPTED_STATUSES
+from tests.api.test_api_contract_fuzz import ACCEPTED_STATUSES, seeded_app
 
-from llmbilling.api.app import create_app
 from llmbilling.api.links import (
     AUDIT_PATH,
     DECISION_PATH,
@@ -59,10 +57,6 @@ from llmbilling.api.links import (
     operation_ref,
 )
 from llmbilling.service import admin
-from llmbilling.service.demo import seed_demo_fleet
-from llmbilling.service.tokens import Scope, create_token
-from llmbilling.settings import Settings
-from llmbilling.store.crypto import KeyRing
 
 LONG_RUN = os.environ.get("LLMBILLING_LONG_RUN") == "1"
 SCENARIOS = 2_500 if LONG_RUN else 20
@@ -155,19 +149,9 @@ class StatefulTarget:
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StatefulTarget]:
-    folder: Path = tmp_path_factory.mktemp("stateful")
-    app = create_app(
-        Settings(
-            database_url=f"sqlite:///{folder / 'store.sqlite3'}",
-            secret_keys=KeyRing.new_key_text(1),
-            MOLECULE_LLM_BASE_URL="https://proxy.example/v1",
-            MOLECULE_LLM_USAGE_TOKEN="usage-token",
-        )
-    )
+    app, token = seeded_app(tmp_path_factory.mktemp("stateful"))
     context = app.state.context
-    seed_demo_fleet(context, workspace_count=40, seed=7)
     workspaces = [item.workspace for item in admin.list_workspaces(context, limit=100)]
-    token = create_token(context, scope=Scope.ADMIN).token
     stateful = StatefulTarget(
         app=app,
         schema=from_asgi("/openapi.json", app, config=CONFIG),
