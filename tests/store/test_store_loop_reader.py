@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import DBAPIError
 from tests.store.db_fixtures import (
     ContextFactory,
@@ -19,6 +21,7 @@ from llmbilling.service.context import ServiceContext
 from llmbilling.service.resolve import StoredDecision, read_decision, read_decision_on_loop
 from llmbilling.store.engine import open_store
 from llmbilling.store.loop_reader import LoopReader, LoopReaders, open_loop_reader
+from llmbilling.store.tables import api_tokens
 from llmbilling.store.workspace_read import read_workspace_state, read_workspace_state_on_loop
 
 
@@ -120,3 +123,23 @@ def test_each_event_loop_gets_a_reader_of_its_own_until_it_closes_it(tmp_path: P
     assert first is again
     assert after_close is not first
     assert other_loop is not first
+
+
+def test_the_sqlite_reader_refuses_a_parameter_it_cannot_bind_as_sqlalchemy_stores_it(
+    tmp_path: Path,
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/store.sqlite3")
+    statement = select(api_tokens.c.id).where(api_tokens.c.created_at > bindparam("since"))
+
+    async def read() -> object:
+        reader = open_loop_reader(store)
+        try:
+            return await reader.first(statement, {"since": datetime.now(UTC)})
+        finally:
+            await reader.close()
+
+    try:
+        with pytest.raises(TypeError, match="binds text, integers and UUIDs"):
+            asyncio.run(read())
+    finally:
+        store.close()

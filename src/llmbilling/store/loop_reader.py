@@ -106,7 +106,13 @@ _NAMED_SQLITE = sqlite.dialect(paramstyle="named")
 
 
 def _sqlite_value(value: object) -> object:
-    return value.hex if isinstance(value, UUID) else value
+    if isinstance(value, UUID):
+        return value.hex
+    if value is None or isinstance(value, str | int):
+        return value
+    # Other types (a datetime, say) have storage rules of SQLAlchemy's that this reader does
+    # not repeat: refuse them rather than bind them differently.
+    raise TypeError(f"the SQLite loop reader binds text, integers and UUIDs, not {value!r}")
 
 
 class _PostgresReader(LoopReader):
