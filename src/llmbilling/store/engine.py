@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Dialect, Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine.interfaces import BindTyping
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from llmbilling.errors import InvalidInputError
@@ -142,6 +144,16 @@ def _configure_sqlite_connection(dbapi_connection: sqlite3.Connection, _record: 
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
         cursor.close()
+
+
+def named_parameter_dialect(dialect: str) -> Dialect:
+    """A dialect that renders ``:name`` parameters, as ``text()`` expects, and no bind casts
+    (``:id::UUID`` would not parse as a parameter; the executing dialect adds its own)."""
+    if dialect == "postgresql":
+        compiler_dialect: Dialect = postgresql.psycopg.dialect(paramstyle="named")  # type: ignore[no-untyped-call]
+        compiler_dialect.bind_typing = BindTyping.NONE
+        return compiler_dialect
+    return sqlite.dialect(paramstyle="named")
 
 
 def describe_database_error(error: BaseException, url: URL | None = None) -> str:

@@ -27,12 +27,16 @@ from typing import Any, TypeAlias, cast
 from uuid import UUID
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, PoolProxiedConnection, Select, TextualSelect, event
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import Pool, PoolProxiedConnection, Select, TextualSelect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from llmbilling.store.engine import POOL_SIZE, POSTGRES_CONNECT_TIMEOUT_SECONDS, Store
+from llmbilling.store.engine import (
+    POOL_SIZE,
+    POSTGRES_CONNECT_TIMEOUT_SECONDS,
+    Store,
+    named_parameter_dialect,
+)
 
 ReadStatement: TypeAlias = Select[Any] | TextualSelect
 
@@ -51,7 +55,7 @@ class LoopReader(ABC):
 
     @abstractmethod
     async def close(self) -> None:
-        """Release the reader's connections (a reader without a pool of its own has none)."""
+        """Release the reader's connections."""
 
 
 class _SqliteReader(LoopReader):
@@ -59,34 +63,31 @@ class _SqliteReader(LoopReader):
     the loop runs one statement at a time, and a pool checkout per read, or SQLAlchemy's
     execution and result layers, cost more than the read. Statements are rendered to SQL once;
     a UUID parameter is bound as SQLAlchemy stores it (32 hex digits), and rows come back as
-    the driver gives them. When the store disposes of the engine (``Store.close``), the kept
-    connection goes too, at the next read."""
+    the driver gives them. When the store disposes of the engine (``Store.close``, which gives
+    the engine a new pool), the kept connection goes too, at the next read."""
 
     def __init__(self, store: Store) -> None:
         self.dialect = store.dialect
         self._engine = store.read_engine
         self._connection: PoolProxiedConnection | None = None
-        self._disposed = False
+        self._pool: Pool | None = None  # the pool the kept connection came from
         self._sql: dict[ReadStatement, str] = {}
-        event.listen(self._engine, "engine_disposed", self._on_engine_disposed)
-
-    def _on_engine_disposed(self, _engine: Engine) -> None:
-        # Any thread may dispose of the engine; the connection is closed on the loop's thread.
-        self._disposed = True
 
     async def first(
         self, statement: ReadStatement, parameters: Mapping[str, Any]
     ) -> Sequence[Any] | None:
-        if self._disposed:
-            self._disposed = False
+        if self._pool is not self._engine.pool:
             await self.close()
         sql = self._sql.get(statement)
         if sql is None:
-            sql = self._sql[statement] = str(statement.compile(dialect=_NAMED_SQLITE))
+            sql = self._sql[statement] = str(
+                statement.compile(dialect=named_parameter_dialect(self.dialect))
+            )
         bound = {name: _sqlite_value(value) for name, value in parameters.items()}
         try:
             connection = self._connection
             if connection is None:
+                self._pool = self._engine.pool
                 connection = self._connection = self._engine.raw_connection()
             driver = cast(sqlite3.Connection, connection.driver_connection)
             row: Sequence[Any] | None = driver.execute(sql, bound).fetchone()
@@ -98,11 +99,8 @@ class _SqliteReader(LoopReader):
 
     async def close(self) -> None:
         if self._connection is not None:
-            connection, self._connection = self._connection, None
+            connection, self._connection, self._pool = self._connection, None, None
             connection.close()
-
-
-_NAMED_SQLITE = sqlite.dialect(paramstyle="named")
 
 
 def _sqlite_value(value: object) -> object:

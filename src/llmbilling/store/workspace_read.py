@@ -19,7 +19,6 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     Connection,
-    Dialect,
     FromClause,
     Integer,
     Select,
@@ -36,10 +35,9 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine.interfaces import BindTyping
 
 from llmbilling.store.crypto import EncryptedValue, SecretScopeName
+from llmbilling.store.engine import named_parameter_dialect
 from llmbilling.store.loop_reader import LoopReader
 from llmbilling.store.tables import org_secrets, organizations, workspace_secrets, workspaces
 
@@ -158,16 +156,6 @@ def _state_columns(dialect: str) -> list[ColumnElement[Any]]:
 _FROM = workspaces.join(organizations, organizations.c.id == workspaces.c.org_id)
 
 
-def _named_parameter_dialect(dialect: str) -> Dialect:
-    """A dialect that renders ``:name`` parameters, as ``text()`` expects, and no bind casts
-    (``:id::UUID`` would not parse as a parameter; the executing dialect adds its own)."""
-    if dialect == "postgresql":
-        compiler_dialect: Dialect = postgresql.psycopg.dialect(paramstyle="named")  # type: ignore[no-untyped-call]
-        compiler_dialect.bind_typing = BindTyping.NONE
-        return compiler_dialect
-    return sqlite.dialect(paramstyle="named")
-
-
 @cache
 def workspace_state_statement(dialect: str) -> TextualSelect:
     """The one statement of the read path, for ``dialect`` (``sqlite`` or ``postgresql``).
@@ -180,7 +168,7 @@ def workspace_state_statement(dialect: str) -> TextualSelect:
         .select_from(_FROM)
         .where(workspaces.c.id == bindparam("workspace_id", type_=workspaces.c.id.type))
     )
-    sql = str(statement.compile(dialect=_named_parameter_dialect(dialect)))
+    sql = str(statement.compile(dialect=named_parameter_dialect(dialect)))
     return (
         text(sql)
         .bindparams(bindparam("workspace_id", type_=Uuid()))
@@ -218,7 +206,7 @@ def fleet_page_statement(dialect: str, by_org: bool, after: bool) -> TextualSele
     (ids stay as the driver returns them: hex text on SQLite, ``UUID`` on PostgreSQL)."""
     statement = _in_id_order(select(workspaces.c.id, *_state_columns(dialect)), by_org, after)
     # LIMIT is appended as text: SQLite's compiler would pair a bound LIMIT with an OFFSET.
-    sql = str(statement.compile(dialect=_named_parameter_dialect(dialect))) + " LIMIT :page_size"
+    sql = str(statement.compile(dialect=named_parameter_dialect(dialect))) + " LIMIT :page_size"
     parameters: list[BindParameter[Any]] = [bindparam("page_size", type_=Integer())]
     if by_org:
         parameters.append(bindparam("org_id", type_=Uuid()))
