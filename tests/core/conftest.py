@@ -19,45 +19,48 @@ _PLATFORM_PROVIDER: dict[str, Any] = {
     "id": "platform",
     "name": "Platform",
     "platform": True,
-    "models": {"*": {"prefix": ["platform/"]}},
+    "auth_env": ["PLATFORM_TOKEN"],
+    "pattern": "^platform/",
 }
 
 # One rule of each specificity, each owned by a different provider, so a derivation names
 # which rule won: `acme-pro-max` is exact, `acme-pro-` the longer prefix, `acme-` the shorter.
 SPECIFICITY_PROVIDERS: list[dict[str, Any]] = [
-    {
-        "id": "broad",
-        "name": "Broad prefix",
-        "auth_env": ["BROAD_KEY"],
-        "models": {"*": {"prefix": ["acme-"]}},
-    },
+    {"id": "broad", "name": "Broad prefix", "auth_env": ["BROAD_KEY"], "pattern": "^acme-"},
     {
         "id": "narrow",
         "name": "Narrow prefix",
         "auth_env": ["NARROW_KEY"],
-        "models": {"*": {"prefix": ["acme-pro-"]}},
+        "rules": {"prefix": ["acme-pro-"]},
     },
     {
         "id": "exacting",
         "name": "Exact id",
         "auth_env": ["EXACT_KEY"],
-        "models": {"*": {"exact": ["acme-pro-max"]}},
+        "rules": {"exact": ["acme-pro-max"]},
     },
 ]
 
 
 def registry_document(providers: list[dict[str, Any]]) -> dict[str, Any]:
-    """A valid registry document: one OpenAI-style runtime `rt`, the platform, ``providers``."""
+    """A valid registry document: one OpenAI-style runtime `rt` listing the platform and then
+    ``providers`` in order. A provider's ``rules`` (exact, alias, prefix) are its ids on `rt`."""
+    specs = [copy.deepcopy(_PLATFORM_PROVIDER)]
+    natives: list[dict[str, Any]] = [{"provider": "platform"}]
+    for provider in copy.deepcopy(providers):
+        natives.append({"provider": provider["id"], **provider.pop("rules", {})})
+        specs.append(provider)
     return {
-        "schema_version": 1,
+        "schema_version": 2,
+        "providers": specs,
         "runtimes": [
             {
                 "id": TEST_RUNTIME,
                 "api": "openai",
                 "proxy_env": {"base_url": "OPENAI_BASE_URL", "token": "OPENAI_API_KEY"},
+                "providers": natives,
             }
         ],
-        "providers": [copy.deepcopy(_PLATFORM_PROVIDER), *copy.deepcopy(providers)],
     }
 
 

@@ -20,7 +20,8 @@ API_KEY = "ANTHROPIC_API_KEY"
 @pytest.mark.parametrize(
     ("runtime", "model", "auth_env", "outcome", "provider"),
     [
-        ("codex", "gpt-5.5", (), DerivationOutcome.OK, "openai"),
+        ("codex", "gpt-5.5", (), DerivationOutcome.OK, "openai-subscription"),
+        ("codex", "gpt-5.5", ("OPENAI_API_KEY",), DerivationOutcome.OK, "openai"),
         ("codex", None, (), DerivationOutcome.NO_MODEL, None),
         ("codex", " \n", (), DerivationOutcome.NO_MODEL, None),
         ("nosuchruntime", "gpt-5.5", (), DerivationOutcome.UNKNOWN_RUNTIME, None),
@@ -52,8 +53,8 @@ def test_ambiguous_result_reports_every_tied_candidate(builtin: CompiledRegistry
     result = derive_provider(builtin, "claude-code", "opus", frozenset({OAUTH, API_KEY}))
     assert result.outcome is DerivationOutcome.AMBIGUOUS_MODEL
     assert result.candidates == (
-        Candidate("anthropic-api", RuleKind.ALIAS, "opus"),
         Candidate("anthropic-oauth", RuleKind.ALIAS, "opus"),
+        Candidate("anthropic-api", RuleKind.ALIAS, "opus"),
     )
     assert "anthropic-api" in result.detail
     assert "anthropic-oauth" in result.detail
@@ -70,7 +71,7 @@ def test_tie_broken_by_auth_env_still_reports_the_tied_candidates(
 
 def test_single_match_reports_its_rule(builtin: CompiledRegistry) -> None:
     result = derive_provider(builtin, "codex", "gpt-6-preview", frozenset())
-    assert result.candidates == (Candidate("openai", RuleKind.PREFIX, "gpt-"),)
+    assert result.candidates == (Candidate("openai-subscription", RuleKind.PREFIX, "gpt-"),)
 
 
 def test_no_match_reports_no_candidates(builtin: CompiledRegistry) -> None:
@@ -88,20 +89,21 @@ def test_only_the_most_specific_candidates_are_reported(
 
 
 def test_exact_ids_are_keys_of_the_runtime_table_lowercased(builtin: CompiledRegistry) -> None:
-    assert builtin.tables["codex"].exact["gpt-5.5"] == (
+    assert builtin.tables["codex"].exact["gpt-5.5"].candidates == (
+        Candidate("openai-subscription", RuleKind.EXACT, "gpt-5.5"),
         Candidate("openai", RuleKind.EXACT, "gpt-5.5"),
     )
     # The key is folded for lookup; the rule keeps the spelling of the file.
-    assert builtin.tables["hermes"].exact["minimax-m2"] == (
+    assert builtin.tables["claude-code"].exact["minimax-m2"].candidates == (
         Candidate("minimax", RuleKind.EXACT, "MiniMax-M2"),
     )
 
 
 def test_prefixes_are_keys_of_the_runtime_table(builtin: CompiledRegistry) -> None:
-    assert builtin.tables["langgraph"].prefixes["platform/"] == (
+    assert builtin.tables["langgraph"].prefixes["platform/"].candidates == (
         Candidate("platform", RuleKind.PREFIX, "platform/"),
     )
-    assert builtin.tables["langgraph"].prefixes["gpt-"] == (
+    assert builtin.tables["langgraph"].prefixes["gpt-"].candidates == (
         Candidate("openai", RuleKind.PREFIX, "gpt-"),
     )
 
@@ -109,18 +111,27 @@ def test_prefixes_are_keys_of_the_runtime_table(builtin: CompiledRegistry) -> No
 def test_runtime_specific_aliases_are_only_in_that_runtime_table(
     builtin: CompiledRegistry,
 ) -> None:
-    assert {c.provider for c in builtin.tables["claude-code"].exact["opus"]} == {
+    assert {c.provider for c in builtin.tables["claude-code"].exact["opus"].candidates} == {
         "anthropic-api",
         "anthropic-oauth",
     }
     assert "opus" not in builtin.tables["codex"].exact
 
 
-def test_wildcard_rules_are_merged_into_every_runtime_table(builtin: CompiledRegistry) -> None:
+def test_the_platform_pattern_is_in_every_runtime_table(builtin: CompiledRegistry) -> None:
     assert set(builtin.tables) == set(builtin.runtimes)
     for table in builtin.tables.values():
-        assert "platform:" in table.prefixes
-        assert "claude-opus-4-7" in table.exact
+        assert table.prefixes["platform:"].candidates[0].provider == "platform"
+        assert table.prefixes["platform/"].candidates[0].provider == "platform"
+
+
+def test_a_provider_pattern_applies_only_on_runtimes_that_list_it(
+    builtin: CompiledRegistry,
+) -> None:
+    assert builtin.tables["claude-code"].prefixes["claude"].candidates[0].provider == (
+        "anthropic-api"
+    )
+    assert "claude" not in builtin.tables["hermes"].prefixes
 
 
 def test_prefix_lengths_are_the_distinct_prefix_lengths_longest_first(
@@ -139,8 +150,8 @@ _KNOWN_MODELS = sorted(
     {
         candidate.rule
         for table in BUILT_IN.tables.values()
-        for candidates in table.exact.values()
-        for candidate in candidates
+        for match in table.exact.values()
+        for candidate in match.candidates
     }
 )
 

@@ -84,8 +84,8 @@ _rule_spellings = sorted(
     {
         candidate.rule
         for table in BUILT_IN.tables.values()
-        for candidates in table.exact.values()
-        for candidate in candidates
+        for match in table.exact.values()
+        for candidate in match.candidates
     }
 )
 known_model = st.sampled_from(sorted({*_table_keys, *_rule_spellings}))

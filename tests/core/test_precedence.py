@@ -31,7 +31,7 @@ def decided(decision: BillingDecision) -> tuple[str, str]:
 def provider(
     spec_id: str, rules: dict[str, list[str]], auth_env: list[str] | None = None
 ) -> dict[str, Any]:
-    return {"id": spec_id, "name": spec_id, "auth_env": auth_env or [], "models": {"*": rules}}
+    return {"id": spec_id, "name": spec_id, "auth_env": auth_env or ["UNUSED_KEY"], "rules": rules}
 
 
 # --- the rungs (spec §2) ---------------------------------------------------------------------
@@ -191,20 +191,58 @@ def test_auth_env_breaks_a_tie_among_equally_specific_candidates(
     assert derive_provider(registry, RT, "acme-1", auth_env).provider == winner
 
 
-@pytest.mark.parametrize(
-    "auth_env",
-    [frozenset(), frozenset({"UNRELATED"}), frozenset({"A_KEY", "B_KEY"})],
-    ids=["no-names", "unrelated-names", "names-of-both"],
-)
-def test_tie_that_auth_env_does_not_narrow_to_one_is_ambiguous(
-    make_registry: RegistryFactory, auth_env: frozenset[str]
+TIE_KINDS = [
+    pytest.param("prefix", "acme-", "acme-1", id="prefix"),
+    pytest.param("alias", "acme", "acme", id="alias"),
+]
+UNSETTLED = [
+    pytest.param(frozenset(), id="no-names"),
+    pytest.param(frozenset({"UNRELATED"}), id="unrelated-names"),
+    pytest.param(frozenset({"A_KEY", "B_KEY"}), id="names-of-both"),
+]
+
+
+@pytest.mark.parametrize("auth_env", UNSETTLED)
+@pytest.mark.parametrize(("kind", "rule", "model"), TIE_KINDS)
+def test_prefix_or_alias_tie_that_auth_env_does_not_narrow_to_one_is_ambiguous(
+    make_registry: RegistryFactory, kind: str, rule: str, model: str, auth_env: frozenset[str]
 ) -> None:
     registry = make_registry(
-        provider("vendor-a", {"prefix": ["acme-"]}, ["A_KEY"]),
-        provider("vendor-b", {"prefix": ["acme-"]}, ["B_KEY"]),
+        provider("vendor-a", {kind: [rule]}, ["A_KEY"]),
+        provider("vendor-b", {kind: [rule]}, ["B_KEY"]),
     )
-    result = derive_provider(registry, RT, "acme-1", auth_env)
+    result = derive_provider(registry, RT, model, auth_env)
     assert (result.outcome.value, result.provider) == ("ambiguous_model", None)
+
+
+@pytest.mark.parametrize("auth_env", UNSETTLED)
+@pytest.mark.parametrize("first", ["vendor-a", "vendor-b"])
+def test_exact_id_tie_that_auth_env_does_not_narrow_to_one_goes_to_the_first_listed(
+    make_registry: RegistryFactory, first: str, auth_env: frozenset[str]
+) -> None:
+    specs = {
+        "vendor-a": provider("vendor-a", {"exact": ["acme-1"]}, ["A_KEY"]),
+        "vendor-b": provider("vendor-b", {"exact": ["acme-1"]}, ["B_KEY"]),
+    }
+    second = next(name for name in specs if name != first)
+    registry = make_registry(specs[first], specs[second])
+    result = derive_provider(registry, RT, "acme-1", auth_env)
+    assert (result.outcome.value, result.provider) == ("ok", first)
+    assert "first" in result.detail
+
+
+@pytest.mark.parametrize(
+    ("auth_env", "winner"),
+    [(frozenset({"A_KEY"}), "vendor-a"), (frozenset({"B_KEY"}), "vendor-b")],
+)
+def test_auth_env_settles_an_exact_id_tie_before_order(
+    make_registry: RegistryFactory, auth_env: frozenset[str], winner: str
+) -> None:
+    registry = make_registry(
+        provider("vendor-a", {"exact": ["acme-1"]}, ["A_KEY"]),
+        provider("vendor-b", {"exact": ["acme-1"]}, ["B_KEY"]),
+    )
+    assert derive_provider(registry, RT, "acme-1", auth_env).provider == winner
 
 
 def test_empty_model_is_reported_before_unknown_runtime(builtin: CompiledRegistry) -> None:

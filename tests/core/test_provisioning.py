@@ -43,6 +43,7 @@ NO_PROXY = ProxySettings()
 HEADER = f"X-Molecule-Workspace-Id: {WORKSPACE_ID}"
 EVIL = "https://evil.example"
 CREDENTIALS = REGISTRY.all_auth_env | {CLAUDE_CODE_OAUTH_TOKEN}
+ENDPOINTS = REGISTRY.all_endpoint_env
 BILLING_EXPORTS = (
     "MOLECULE_LLM_BILLING_MODE",
     "MOLECULE_LLM_BILLING_MODE_RESOLVED",
@@ -496,7 +497,7 @@ def test_missing_proxy_message_names_where_each_setting_is_read_from() -> None:
             id="the provider's workspace credential, other org credentials stripped",
         ),
         pytest.param(
-            "codex", "gemini-2.5-pro",
+            "google-adk", "gemini-2.5-pro",
             ["GEMINI_API_KEY", "GOOGLE_API_KEY"], [],
             ["GEMINI_API_KEY", "GOOGLE_API_KEY"], [], [],
             id="every auth env of the provider is kept",
@@ -602,21 +603,23 @@ def test_byok_strips_a_blank_credential_without_a_warning() -> None:
     ("runtime", "model", "org", "workspace", "provider", "satisfying_env"),
     [
         pytest.param(
-            "claude-code", "MiniMax-M2", {}, {}, "minimax", ("MINIMAX_API_KEY",),
+            "claude-code", "MiniMax-M2", {}, {}, "minimax",
+            ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "MINIMAX_API_KEY"),
             id="no credential at all",
         ),
         pytest.param(
-            "codex", "gpt-5.5", secrets("ANTHROPIC_API_KEY"), {}, "openai", ("OPENAI_API_KEY",),
+            "codex", "gpt-5.5", secrets("ANTHROPIC_API_KEY"), {}, "openai-subscription",
+            ("CODEX_AUTH_JSON", "CODEX_CHATGPT_AUTH_JSON"),
             id="only another provider's org credential",
         ),
         pytest.param(
-            "codex", "kimi-k2.5", {}, secrets("OPENAI_API_KEY"), "kimi-coding",
-            ("KIMI_API_KEY", "MOONSHOT_API_KEY"),
+            "claude-code", "kimi-k2.5", {}, secrets("OPENAI_API_KEY"), "kimi-coding",
+            ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "KIMI_API_KEY"),
             id="only another provider's workspace credential",
         ),
         pytest.param(
-            "codex", "deepseek-chat", {"DEEPSEEK_API_KEY": "  "}, {}, "deepseek",
-            ("DEEPSEEK_API_KEY",),
+            "claude-code", "deepseek-chat", {"DEEPSEEK_API_KEY": "  "}, {}, "deepseek",
+            ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "DEEPSEEK_API_KEY"),
             id="a blank credential does not count",
         ),
     ],
@@ -634,18 +637,19 @@ def test_byok_without_the_derived_providers_credential_fails(
     assert (caught.value.provider, caught.value.satisfying_env) == (provider, satisfying_env)
 
 
-def test_byok_without_any_credential_and_no_derived_provider_names_every_auth_env() -> None:
+def test_byok_without_any_credential_and_no_derived_provider_names_every_vendor_auth_env() -> None:
     with pytest.raises(MissingByokCredentialError) as caught:
         provision(override="byok", workspace={"ANTHROPIC_API_KEY": ""})
     assert caught.value.provider is None
-    assert caught.value.satisfying_env == tuple(sorted(REGISTRY.all_auth_env))
+    assert caught.value.satisfying_env == tuple(sorted(REGISTRY.vendor_auth_env))
+    assert "MOLECULE_LLM_USAGE_TOKEN" not in caught.value.satisfying_env
 
 
 def test_missing_byok_credential_message_names_the_provider_and_the_env_names() -> None:
     with pytest.raises(MissingByokCredentialError) as caught:
         provision(model="kimi-for-coding")
     assert "'kimi-coding'" in caught.value.message
-    assert "KIMI_API_KEY, MOONSHOT_API_KEY" in caught.value.message
+    assert "ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN, KIMI_API_KEY" in caught.value.message
 
 
 # --- disabled --------------------------------------------------------------------------------
@@ -877,7 +881,7 @@ models_with_own_credential = st.sampled_from(
         ("claude-opus-4-7", "ANTHROPIC_API_KEY"),
         ("claude-sonnet-4-6", "ANTHROPIC_AUTH_TOKEN"),
         ("kimi-for-coding", "KIMI_API_KEY"),
-        ("kimi-k2.5", "MOONSHOT_API_KEY"),
+        ("kimi-k2.5", "KIMI_API_KEY"),
         ("gemini-2.5-pro", "GEMINI_API_KEY"),
         ("MiniMax-M2", "MINIMAX_API_KEY"),
         ("deepseek-chat", "DEEPSEEK_API_KEY"),
@@ -894,7 +898,7 @@ models_with_own_credential = st.sampled_from(
     model_and_credential=models_with_own_credential,
     own_scope=st.sampled_from(SecretScope),
 )
-def test_byok_never_inherits_an_org_credential_of_another_provider(
+def test_byok_never_inherits_an_org_credential_or_endpoint_of_another_provider(
     org: dict[str, str],
     workspace: dict[str, str],
     runtime: str,
@@ -908,7 +912,8 @@ def test_byok_never_inherits_an_org_credential_of_another_provider(
     # Ties the random credentials leave ambiguous, and aliases of one runtime, decide elsewhere.
     assume(decision.source is DecisionSource.DERIVED_PROVIDER)
     assert decision.provider is not None
-    own = REGISTRY.providers[decision.provider].auth_env
+    provider = REGISTRY.providers[decision.provider]
+    own = provider.auth_env | provider.endpoint_env
     result = build_provision_env(
         decision,
         workspace_id=WORKSPACE_ID,
@@ -918,7 +923,7 @@ def test_byok_never_inherits_an_org_credential_of_another_provider(
         proxy=PROXY,
         registry=REGISTRY,
     )
-    foreign_in_env = (CREDENTIALS - own) & set(result.env)
+    foreign_in_env = ((CREDENTIALS | ENDPOINTS) - own) & set(result.env)
     assert all(merged[name].scope is SecretScope.WORKSPACE for name in foreign_in_env)
     assert foreign_in_env == set(result.foreign_credentials_kept)
     assert result.env[own_credential] == key(own_credential)

@@ -86,7 +86,10 @@ def test_to_platform_without_proxy_is_flagged_on_a_self_host_deployment() -> Non
 
 def test_to_disabled_is_flagged() -> None:
     disabled_org = workspace(
-        org_default="disabled", model="gpt-5.5", auth_env=frozenset({"OPENAI_API_KEY"})
+        org_default="disabled",
+        runtime="codex",
+        model="gpt-5.5",
+        auth_env=frozenset({"OPENAI_API_KEY"}),
     )
     comparison = compare(disabled_org, OWN_KEY, CURRENT)
     assert (comparison.current.mode.value, comparison.proposed.mode.value) == ("byok", "disabled")

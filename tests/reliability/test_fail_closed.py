@@ -232,8 +232,8 @@ _known_models = sorted(
         *(
             candidate.rule
             for table in BUILT_IN.tables.values()
-            for candidates in table.exact.values()
-            for candidate in candidates
+            for match in table.exact.values()
+            for candidate in match.candidates
         ),
     }
 )
@@ -654,7 +654,14 @@ class FaultHarness:
                     .where(organizations.c.id == org.id)
                     .values(llm_billing_mode_default=state.org_default)
                 )
-        workspace = admin.create_workspace(context, org.id, override=state.override)
+        # A write checks the runtime against the registry, so with none loaded the row is
+        # written as it was before the registry broke; the decision below reads it without one.
+        writer = (
+            context
+            if context.registry is not None
+            else self.context(context.store, state, BUILT_IN, context.policy)
+        )
+        workspace = admin.create_workspace(writer, org.id, override=state.override)
         # Runtime and model as another tool might have written them: raw, unchecked.
         with context.store.engine.begin() as connection:
             connection.execute(

@@ -6,15 +6,15 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from llmbilling.core.modes import DerivationOutcome
-from llmbilling.core.registry import Candidate, CompiledRegistry
+from llmbilling.core.registry import Candidate, CompiledRegistry, Match
 
 
 @dataclass(frozen=True, slots=True)
 class DerivationResult:
     """The outcome of a derivation. ``provider`` is set only when ``outcome`` is ``ok``.
 
-    ``candidates`` are the most specific matches (before the auth-env tie-break);
-    ``detail`` says in words what happened.
+    ``candidates`` are the most specific matches (before the tie-break), in the runtime's
+    declared order; ``detail`` says in words what happened.
     """
 
     outcome: DerivationOutcome
@@ -29,11 +29,18 @@ def derive_provider(
     model: str | None,
     auth_env: frozenset[str],
 ) -> DerivationResult:
-    """Derive a provider. Never raises; every failure is a typed outcome."""
+    """Derive a provider. Never raises; every failure is a typed outcome.
+
+    Several equally specific candidates are split by credentials: those with one of their
+    auth env names present; exactly one left wins. Otherwise an exact id goes to the first of
+    them (or of all, when none has a credential) in the runtime's declared order, and an alias
+    or prefix is ambiguous.
+    """
     matched = _match(registry, runtime, model)
     if isinstance(matched, DerivationResult):
         return matched
-    registry, candidates = matched
+    registry, match = matched
+    candidates = match.candidates
     if len(candidates) == 1:
         winner = candidates[0]
         return DerivationResult(
@@ -43,7 +50,7 @@ def derive_provider(
             f" of provider {winner.provider!r}",
             candidates,
         )
-    return _break_tie(registry, model, candidates, auth_env)
+    return _break_tie(registry, runtime, model, match, auth_env)
 
 
 def derivation_key(
@@ -55,12 +62,13 @@ def derivation_key(
     matched = _match(registry, runtime, model)
     if isinstance(matched, DerivationResult):
         return matched.outcome
-    return tuple(candidate.provider for candidate in matched[1])
+    match = matched[1]
+    return (match.order_breaks_ties, *(candidate.provider for candidate in match.candidates))
 
 
 def _match(
     registry: CompiledRegistry | None, runtime: str | None, model: str | None
-) -> DerivationResult | tuple[CompiledRegistry, tuple[Candidate, ...]]:
+) -> DerivationResult | tuple[CompiledRegistry, Match]:
     """The most specific matches of the model for the runtime, or the failed derivation."""
     if registry is None:
         return DerivationResult(
@@ -77,30 +85,33 @@ def _match(
         )
         return DerivationResult(DerivationOutcome.UNKNOWN_RUNTIME, None, detail)
 
-    candidates = table.exact.get(key)
-    if candidates is None:
+    match = table.exact.get(key)
+    if match is None:
         for length in table.prefix_lengths:
             if len(key) >= length:
-                candidates = table.prefixes.get(key[:length])
-                if candidates is not None:
+                match = table.prefixes.get(key[:length])
+                if match is not None:
                     break
-    if candidates is None:
+    if match is None:
         return DerivationResult(
             DerivationOutcome.UNREGISTERED_MODEL,
             None,
             f"model {model!r} matches no rule for runtime {runtime_key!r}",
         )
-    return registry, candidates
+    return registry, match
 
 
 def _break_tie(
     registry: CompiledRegistry,
+    runtime: str | None,
     model: str | None,
-    candidates: tuple[Candidate, ...],
+    match: Match,
     auth_env: frozenset[str],
 ) -> DerivationResult:
+    candidates = match.candidates
     names = ", ".join(c.provider for c in candidates)
     kind = candidates[0].rule_kind.value
+    matched = f"model {model!r} matched {kind} rules of providers {names}"
     with_credential = [c for c in candidates if registry.providers[c.provider].auth_env & auth_env]
     if len(with_credential) == 1:
         winner = with_credential[0]
@@ -108,8 +119,7 @@ def _break_tie(
         return DerivationResult(
             DerivationOutcome.OK,
             winner.provider,
-            f"model {model!r} matched {kind} rules of providers {names};"
-            f" auth env {', '.join(present)} selects {winner.provider!r}",
+            f"{matched}; auth env {', '.join(present)} selects {winner.provider!r}",
             candidates,
         )
     reason = (
@@ -117,9 +127,18 @@ def _break_tie(
         if not with_credential
         else "auth env belongs to " + ", ".join(c.provider for c in with_credential)
     )
+    if match.order_breaks_ties:
+        winner = (with_credential or list(candidates))[0]
+        return DerivationResult(
+            DerivationOutcome.OK,
+            winner.provider,
+            f"{matched}; {reason}; runtime {(runtime or '').strip().lower()!r} lists"
+            f" {winner.provider!r} first",
+            candidates,
+        )
     return DerivationResult(
         DerivationOutcome.AMBIGUOUS_MODEL,
         None,
-        f"model {model!r} matched {kind} rules of providers {names}; {reason}",
+        f"{matched}; {reason}",
         candidates,
     )

@@ -300,9 +300,16 @@ class _ReservedNames:
 
     credentials: frozenset[str]
     """Every registry provider's auth env, and ``CLAUDE_CODE_OAUTH_TOKEN``."""
+    endpoints: frozenset[str]
+    """Every registry provider's endpoint env (base-URL variables)."""
     runtime_proxy: frozenset[str]
     """Every runtime's proxy env names, and the OpenAI-compatible fallback's."""
     attribution_headers: frozenset[str]
+
+    @property
+    def llm_access(self) -> frozenset[str]:
+        """What the platform and disabled paths strip: every way to reach a vendor."""
+        return self.credentials | self.endpoints | self.runtime_proxy
 
 
 @lru_cache(maxsize=8)
@@ -312,6 +319,7 @@ def _reserved_names(registry: CompiledRegistry) -> _ReservedNames:
     headers = frozenset(p.attribution_header for p in proxy_envs if p.attribution_header)
     return _ReservedNames(
         credentials=registry.all_auth_env | {CLAUDE_CODE_OAUTH_TOKEN},
+        endpoints=registry.all_endpoint_env,
         runtime_proxy=frozenset(name for p in proxy_envs for name in (p.base_url, p.token))
         | headers,
         attribution_headers=headers,
@@ -345,13 +353,13 @@ def build_provision_env(
     ``MOLECULE_LLM_BILLING_MODE_RESOLVED`` and ``MOLECULE_LLM_BILLING_SOURCE`` are always
     exported. Tenant secrets named ``MOLECULE_LLM_*`` are always stripped.
 
-    - ``platform_managed``: every registry credential and every runtime's proxy env is
-      stripped, then the proxy env is injected. A runtime not in the registry is pointed at the
-      proxy through ``OPENAI_BASE_URL``/``OPENAI_API_KEY``.
+    - ``platform_managed``: every registry credential and endpoint and every runtime's proxy
+      env is stripped, then the proxy env is injected. A runtime not in the registry is pointed
+      at the proxy through ``OPENAI_BASE_URL``/``OPENAI_API_KEY``.
     - ``byok``: attribution headers and blank credentials are stripped. With a derived vendor
-      provider, org-scope credentials of other providers are stripped and workspace-scope ones
-      kept with a warning. A provider whose registry entry lists no auth env needs none.
-    - ``disabled``: every registry credential and all proxy env are stripped.
+      provider, org-scope credentials and endpoints of other providers are stripped and
+      workspace-scope ones kept with a warning.
+    - ``disabled``: every registry credential and endpoint and all proxy env are stripped.
 
     Raises :class:`MissingModelError`, :class:`MissingPlatformProxyError`,
     :class:`MissingByokCredentialError`, or :class:`InvalidInputError` when ``workspace_id`` is
@@ -368,7 +376,7 @@ def build_provision_env(
         case BillingMode.BYOK:
             plan = _byok_plan(names, registry, decision, merged_env)
         case BillingMode.DISABLED:
-            plan = _EnvPlan(strip=names.credentials | names.runtime_proxy)
+            plan = _EnvPlan(strip=names.llm_access)
 
     env = {
         name: secret.value
@@ -437,7 +445,7 @@ def _platform_managed_plan(
     inject[proxy_env.token] = usage_token
     if proxy_env.attribution_header:
         inject[proxy_env.attribution_header] = f"{WORKSPACE_ID_HEADER}: {workspace_id}"
-    return _EnvPlan(strip=names.credentials | names.runtime_proxy, inject=inject)
+    return _EnvPlan(strip=names.llm_access, inject=inject)
 
 
 def _byok_plan(
@@ -458,15 +466,26 @@ def _byok_plan(
         raise gap
     if provider is None:
         return _EnvPlan(strip=strip)
-    foreign = present - provider.auth_env
+    # Another provider's credential or endpoint would let a greedy runtime route the model to
+    # the wrong vendor: the org's are stripped, the workspace's kept (set on purpose) and named.
+    own = provider.auth_env | provider.endpoint_env
+    foreign = {
+        name
+        for name in (present | (merged_env.keys() & names.endpoints)) - own
+        if not name.startswith(PLATFORM_ENV_PREFIX)
+    }
     org_foreign = frozenset(n for n in foreign if merged_env[n].scope is SecretScope.ORG)
     kept = tuple(sorted(foreign - org_foreign))
     warnings = tuple(
-        f"{name} is a workspace-scope credential that does not belong to provider"
+        f"{name} is a workspace-scope {_kind(name, names)} that does not belong to provider"
         f" {provider.id!r}; kept because the workspace set it, but the runtime may prefer it"
         for name in kept
     )
     return _EnvPlan(strip=strip | org_foreign, foreign_credentials_kept=kept, warnings=warnings)
+
+
+def _kind(name: str, names: _ReservedNames) -> str:
+    return "credential" if name in names.credentials else "endpoint"
 
 
 def derived_vendor(
@@ -490,13 +509,13 @@ def byok_credential_gap(
 ) -> MissingByokCredentialError | None:
     """The error a byok provision would fail with given the credential names ``present``.
 
-    With a derived vendor, one of its auth env names must be present (a provider listing none
-    needs none); without one, a credential of any registry provider will do.
+    With a derived vendor, one of its auth env names must be present; without one, a
+    credential of any vendor provider will do.
     """
     if not byok_credential_missing(provider, present, registry):
         return None
     if provider is None:
-        return MissingByokCredentialError(None, tuple(sorted(registry.all_auth_env)))
+        return MissingByokCredentialError(None, tuple(sorted(registry.vendor_auth_env)))
     return MissingByokCredentialError(provider.id, tuple(sorted(provider.auth_env)))
 
 
@@ -504,5 +523,5 @@ def byok_credential_missing(
     provider: ProviderInfo | None, present: frozenset[str], registry: CompiledRegistry
 ) -> bool:
     """Whether :func:`byok_credential_gap` would report a gap (cheap: no error is built)."""
-    needed = registry.all_auth_env if provider is None else provider.auth_env
-    return bool(needed) and not present & needed
+    needed = registry.vendor_auth_env if provider is None else provider.auth_env
+    return not present & needed

@@ -102,8 +102,8 @@ class _FleetGenerator:
         self.registered: dict[str, list[tuple[str, str]]] = {
             runtime: sorted(
                 (candidate.rule, candidate.provider)
-                for candidates in registry.tables[runtime].exact.values()
-                for candidate in candidates
+                for match in registry.tables[runtime].exact.values()
+                for candidate in match.candidates
                 if candidate.provider != registry.platform_provider
             )
             for runtime in self.runtimes
