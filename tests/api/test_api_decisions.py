@@ -27,7 +27,7 @@ def test_the_decision_is_the_full_record_with_its_trace_and_an_etag(api: Api) ->
     assert (record["mode"], record["source"], record["provider"]) == (
         "byok",
         "derived_provider",
-        "openai",
+        "openai-subscription",
     )
     assert [entry["rung"] for entry in record["trace"]] == [
         "workspace_override",

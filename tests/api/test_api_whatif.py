@@ -76,7 +76,13 @@ def test_an_invalid_registry_names_its_path(api: Api) -> None:
     response = api.client.post(
         "/v1/whatif",
         headers=api.admin_headers(),
-        json={"registry": {"runtimes": [{"id": "x", "api": "grpc"}], "providers": []}},
+        json={
+            "registry": {
+                "schema_version": 2,
+                "providers": [{"id": "p", "name": "P", "platform": True, "auth_env": ["P_KEY"]}],
+                "runtimes": [{"id": "x", "api": "grpc"}],
+            }
+        },
     )
     assert response.status_code == 422
     assert response.json()["field"].startswith("registry.runtimes[0]")

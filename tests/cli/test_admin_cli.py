@@ -9,6 +9,7 @@ import pytest
 import yaml
 from tests.cli.cli_runner import SENTINEL, Cli
 
+from llmbilling.registry_files import built_in_registry
 from llmbilling.store import migrate
 from llmbilling.store.crypto import KeyRing
 
@@ -47,6 +48,26 @@ def test_workspace_lifecycle_and_filtered_listing(cli: Cli) -> None:
     cli.ok("workspace", "clear-override", pinned)
     listed = cli.json("workspace", "list", "--org", org_id, "--mode", "byok")
     assert {w["id"] for w in listed} == {pinned, other}
+
+
+def test_workspace_create_refuses_a_runtime_the_registry_does_not_know(cli: Cli) -> None:
+    org_id = cli.ok("org", "create", "acme").strip()
+    result = cli.run("workspace", "create", "--org", org_id, "--runtime", "nosuch")
+    allowed = ", ".join(sorted(built_in_registry().runtimes))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "llmbilling: error: INVALID_INPUT: runtime: 'nosuch' is not a runtime of the"
+        f" provider registry (allowed: {allowed})"
+    ]
+    assert cli.json("workspace", "list", "--org", org_id) == []
+
+
+def test_workspace_create_stores_a_known_runtime_trimmed_and_lowercased(cli: Cli) -> None:
+    org_id = cli.ok("org", "create", "acme").strip()
+    created = cli.json("workspace", "create", "--org", org_id, "--runtime", " Claude-Code ")
+    assert created["runtime"] == "claude-code"
+    assert cli.json("workspace", "show", created["id"])["workspace"]["runtime"] == "claude-code"
 
 
 def test_secrets_are_set_from_stdin_and_listed_without_values(cli: Cli) -> None:

@@ -257,8 +257,9 @@ def test_registry_check_accepts_the_built_in_registry() -> None:
 def test_registry_check_names_file_path_and_problem(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(
+        "schema_version: 2\n"
+        "providers:\n  - {id: platform, name: P, platform: true, auth_env: [T]}\n"
         "runtimes:\n  - {id: codex, api: grpc, proxy_env: {base_url: A, token: B}}\n"
-        "providers:\n  - {id: platform, name: P, platform: true}\n"
     )
     result = run("registry", "check", str(path))
     assert result.returncode == 2

@@ -261,7 +261,8 @@ runtime_text = st.one_of(
     st.text(max_size=16),
 )
 
-_credential_names = sorted(BUILT_IN.all_auth_env | {"CLAUDE_CODE_OAUTH_TOKEN"})
+# Names a tenant can store: the platform's own namespace (MOLECULE_LLM_*) is refused on write.
+_credential_names = sorted(BUILT_IN.vendor_auth_env | {"CLAUDE_CODE_OAUTH_TOKEN"})
 credential_name = st.sampled_from(_credential_names)
 secret_name = st.one_of(
     credential_name,

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from tests.store.db_fixtures import ContextFactory, stored_workspace
 
 from llmbilling.core.modes import BillingMode
-from llmbilling.errors import InvalidInputError
+from llmbilling.errors import InvalidInputError, RegistryError
 from llmbilling.service import admin, secrets
 from llmbilling.service.audit import AuditContext
-from llmbilling.service.context import ServiceContext
+from llmbilling.service.context import DeploymentInputs, ServiceContext
 from llmbilling.service.errors import AlreadyExistsError, OrgNotFoundError, WorkspaceNotFoundError
-from llmbilling.store.tables import audit_log
+from llmbilling.store.tables import DEFAULT_RUNTIME, audit_log, workspaces
 
 
 def _audit(context: ServiceContext, request_id: str) -> list[dict[str, Any]]:
@@ -145,3 +146,125 @@ def test_secret_names_must_be_env_names_outside_the_platform_namespace(
     org_id, _ = stored_workspace(context)
     with pytest.raises(InvalidInputError):
         secrets.set_secret(context, "org", org_id, name, "value")
+
+
+def _org_rows(context: ServiceContext, org_id: uuid.UUID) -> tuple[int, int]:
+    """How many workspaces and audit entries the org has."""
+    with context.store.read_engine.connect() as connection:
+        counts = [
+            connection.execute(
+                select(func.count()).select_from(table).where(table.c.org_id == org_id)
+            ).scalar_one()
+            for table in (workspaces, audit_log)
+        ]
+    return counts[0], counts[1]
+
+
+def _stored_runtime(context: ServiceContext, workspace_id: uuid.UUID) -> str:
+    with context.store.read_engine.connect() as connection:
+        runtime: str = connection.execute(
+            select(workspaces.c.runtime).where(workspaces.c.id == workspace_id)
+        ).scalar_one()
+    return runtime
+
+
+def _allowed_runtimes(context: ServiceContext) -> str:
+    return ", ".join(sorted(context.require_registry().runtimes))
+
+
+@pytest.mark.parametrize(
+    "runtime", ["clade-code", "nosuch", "", "   ", "claude code", "platform/claude-code"]
+)
+def test_a_runtime_the_registry_does_not_know_is_refused_naming_the_allowed_runtimes(
+    context: ServiceContext, runtime: str
+) -> None:
+    org = admin.create_org(context, "acme")
+    with pytest.raises(InvalidInputError) as raised:
+        admin.create_workspace(context, org.id, runtime=runtime)
+    assert raised.value.code == "INVALID_INPUT"
+    assert raised.value.field == "runtime"
+    assert raised.value.allowed == tuple(sorted(context.require_registry().runtimes))
+    assert raised.value.message == (
+        f"runtime: {runtime!r} is not a runtime of the provider registry"
+        f" (allowed: {_allowed_runtimes(context)})"
+    )
+
+
+def test_a_refused_runtime_writes_no_workspace_and_no_audit_entry(
+    context: ServiceContext,
+) -> None:
+    org = admin.create_org(context, "acme")
+    before = _org_rows(context, org.id)
+    who = AuditContext(request_id=str(uuid.uuid4()))
+    with pytest.raises(InvalidInputError):
+        admin.create_workspace(context, org.id, runtime="clade-code", audit_context=who)
+    assert _org_rows(context, org.id) == before == (0, 1)  # the org.created entry only
+    assert _audit(context, who.request_id) == []
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        (" Claude-Code ", "claude-code"),
+        ("CODEX", "codex"),
+        ("\tCodeX\n", "codex"),
+        ("codex", "codex"),
+    ],
+)
+def test_a_known_runtime_is_matched_trimmed_and_any_case_and_stored_normalized(
+    context: ServiceContext, given: str, stored: str
+) -> None:
+    org = admin.create_org(context, "acme")
+    who = AuditContext(request_id=str(uuid.uuid4()))
+    workspace = admin.create_workspace(context, org.id, runtime=given, audit_context=who)
+    assert workspace.runtime == stored
+    assert _stored_runtime(context, workspace.id) == stored
+    assert _audit(context, who.request_id)[0]["after"]["runtime"] == stored
+
+
+def test_without_a_runtime_the_default_is_stored_and_is_a_registry_runtime(
+    context: ServiceContext,
+) -> None:
+    assert DEFAULT_RUNTIME in context.require_registry().runtimes
+    org = admin.create_org(context, "acme")
+    workspace = admin.create_workspace(context, org.id)
+    assert _stored_runtime(context, workspace.id) == DEFAULT_RUNTIME
+
+
+def test_the_default_runtime_is_refused_too_by_a_registry_without_it(
+    context: ServiceContext,
+) -> None:
+    registry = context.require_registry()
+    without_default = dataclasses.replace(
+        registry, runtimes={k: v for k, v in registry.runtimes.items() if k != DEFAULT_RUNTIME}
+    )
+    narrow = ServiceContext(
+        context.store,
+        context.deployment,
+        without_default,
+        key_ring_loader=lambda: context.key_ring,
+    )
+    org = admin.create_org(narrow, "acme")
+    with pytest.raises(InvalidInputError) as raised:
+        admin.create_workspace(narrow, org.id)
+    assert raised.value.field == "runtime"
+    assert DEFAULT_RUNTIME not in (raised.value.allowed or ())
+    assert _org_rows(narrow, org.id)[0] == 0
+
+
+def test_with_no_registry_loaded_a_workspace_write_fails_closed_with_the_load_error(
+    context: ServiceContext,
+) -> None:
+    load_error = RegistryError("registry.yaml", "", "cannot be read")
+    broken = ServiceContext(
+        context.store,
+        DeploymentInputs(proxy=context.deployment.proxy, org_default=None),
+        None,
+        key_ring_loader=lambda: context.key_ring,
+        registry_error=load_error,
+    )
+    org = admin.create_org(broken, "acme")
+    with pytest.raises(RegistryError) as raised:
+        admin.create_workspace(broken, org.id, runtime="claude-code")
+    assert raised.value is load_error
+    assert _org_rows(broken, org.id) == (0, 1)

@@ -6,15 +6,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 from tests.store.db_fixtures import SAAS_PROXY, SELF_HOST, ContextFactory, stored_workspace
 
-from llmbilling.core.modes import BillingMode, DecisionSource
+from llmbilling.core.modes import BillingMode, DecisionSource, DerivationOutcome
 from llmbilling.core.provisioning import ProxySettings
 from llmbilling.errors import InvalidInputError
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.errors import WorkspaceNotFoundError
 from llmbilling.service.resolve import resolve_workspace
+from llmbilling.store.tables import workspaces
 
 P, B, D = BillingMode.PLATFORM_MANAGED, BillingMode.BYOK, BillingMode.DISABLED
 S = DecisionSource
@@ -87,6 +88,24 @@ def test_stored_state_decides_like_the_contract_examples(
     assert decision.error is None
 
 
+@pytest.mark.parametrize("proxy", [SAAS_PROXY, SELF_HOST], ids=["saas", "self-host"])
+@pytest.mark.parametrize("stored_runtime", ["clade-code", "Claude Code", " "])
+def test_a_stored_runtime_the_registry_does_not_know_decides_the_deployment_default(
+    make_context: ContextFactory, proxy: ProxySettings, stored_runtime: str
+) -> None:
+    """Writes refuse unknown runtimes; a row another tool wrote with one still resolves."""
+    context = make_context(proxy=proxy)
+    _, workspace_id = stored_workspace(context, runtime="codex", model="gpt-5.5")
+    with context.store.engine.begin() as connection:
+        connection.execute(
+            update(workspaces).where(workspaces.c.id == workspace_id).values(runtime=stored_runtime)
+        )
+    decision = resolve_workspace(context, workspace_id)
+    assert (decision.mode, decision.source) == (P if proxy.configured else B, S.DERIVED_DEFAULT)
+    assert decision.derivation.outcome is DerivationOutcome.UNKNOWN_RUNTIME
+    assert decision.error is None
+
+
 def test_the_deployment_org_default_applies_when_the_org_stores_none(
     make_context: ContextFactory,
 ) -> None:
@@ -122,7 +141,7 @@ def test_without_a_stored_model_the_read_path_takes_the_effective_model_from_sec
 ) -> None:
     _, workspace_id = stored_workspace(
         context,
-        runtime="codex",
+        runtime="langgraph",  # lists openai, kimi-coding and deepseek
         model=None,
         org_secrets=org_secrets,
         workspace_secrets=workspace_secrets,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +27,6 @@ from llmbilling.service.resolve import DecisionVersion, decide_from_state
 from llmbilling.store.tables import DEFAULT_RUNTIME, organizations, workspaces
 from llmbilling.store.workspace_read import read_workspace_state, read_workspace_states
 
-_RUNTIME_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 LIST_PAGE_SIZE = 500
 SOURCE_VALUES: tuple[str, ...] = tuple(source.value for source in DecisionSource)
 
@@ -228,6 +226,26 @@ def parse_override(mode: str) -> BillingMode:
     return recognized
 
 
+def parse_runtime(context: ServiceContext, runtime: str) -> str:
+    """A runtime as a write may store it: a runtime id of the context's registry, matched
+    trimmed and lower-cased as derivation matches it, and returned in that normalized form.
+
+    :class:`InvalidInputError` naming the registry's runtime ids (sorted) for anything else.
+    With no registry loaded nothing can be checked, so the registry's load error is raised
+    (fail closed) rather than storing an unchecked runtime. Reads never call this: rows other
+    tools wrote with unknown runtimes still resolve (``unknown_runtime``).
+    """
+    registry = context.require_registry()
+    key = runtime.strip().lower()
+    if key not in registry.runtimes:
+        raise InvalidInputError(
+            "runtime",
+            f"{runtime!r} is not a runtime of the provider registry",
+            sorted(registry.runtimes),
+        )
+    return key
+
+
 def create_workspace(
     context: ServiceContext,
     org_id: str | UUID,
@@ -240,8 +258,7 @@ def create_workspace(
     audit_context: AuditContext | None = None,
 ) -> WorkspaceView:
     parsed_org = parse_id("org_id", org_id)
-    if not _RUNTIME_ID.match(runtime):
-        raise InvalidInputError("runtime", f"{runtime!r} is not a runtime id ([a-z0-9._-])")
+    runtime_id = parse_runtime(context, runtime)
     mode = None if override is None else parse_override(override).value
     model_text = model.strip() if model and model.strip() else None
     new_id = workspace_id or uuid.uuid4()
@@ -251,7 +268,7 @@ def create_workspace(
         "id": new_id,
         "org_id": parsed_org,
         "name": name,
-        "runtime": runtime,
+        "runtime": runtime_id,
         "model": model_text,
         "llm_billing_mode": mode,
     }
