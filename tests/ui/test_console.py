@@ -269,7 +269,7 @@ def test_no_secret_value_reaches_a_page(console: Console) -> None:
 def test_the_fleet_pages_by_cursor_and_keeps_the_filters(console: Console) -> None:
     org = admin.create_org(console.context, "big-org")
     created = {
-        admin.create_workspace(console.context, org.id, model="gpt-5.5").id
+        admin.create_workspace(console.context, org.id, model="claude-opus-4-7").id
         for _ in range(FLEET_PAGE_SIZE + 2)
     }
     client = _client(console, console.admin_token)
