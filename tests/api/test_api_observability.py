@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
-import pytest
-import structlog
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from tests.api.api_fixtures import Api, bearer
 
 from llmbilling.api.app import create_app
-from llmbilling.api.observability import configure_logging
 from llmbilling.service import admin, secrets
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.tokens import Scope, create_token
@@ -81,18 +76,6 @@ def test_latency_is_observed_by_route_template_and_method_never_by_raw_path(api:
     assert ("/v1/workspaces/{workspace_id}/llm-billing-mode", "GET") in routes
     assert ("<unmatched>", "GET") in routes
     assert not any(str(workspace_id) in route for route, _ in routes)
-
-
-@pytest.fixture
-def captured_logs() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    stream = io.StringIO()
-    configure_logging(stream, level=logging.DEBUG)
-    yield stream
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 DROPS_ORG_RUNG = {"rungs": ["workspace_override", "derived_provider", "deployment_default"]}

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-from collections.abc import Iterator
 
-import pytest
-import structlog
 from fastapi.testclient import TestClient
 from tests.api.api_fixtures import Api, bearer
 from tests.store.db_fixtures import SAAS_PROXY, ContextFactory
 
 from llmbilling.api.app import create_app
-from llmbilling.api.observability import configure_logging
 from llmbilling.registry_files import built_in_registry
 from llmbilling.service import admin
 from llmbilling.service.context import DeploymentInputs, ServiceContext
@@ -52,18 +47,6 @@ class _BrokenKeyRingError(RuntimeError):
 
 def _failing_key_ring() -> KeyRing:
     raise _BrokenKeyRingError("internal detail")
-
-
-@pytest.fixture
-def captured_logs() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    stream = io.StringIO()
-    configure_logging(stream)
-    yield stream
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def test_an_unexpected_exception_is_a_500_problem_logged_with_its_request_id(

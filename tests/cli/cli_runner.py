@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from llmbilling.settings import PROXY_ENV_FIELDS
+from tests.environment import clean_environ
+
 from llmbilling.store.crypto import KeyRing
 
 SCRIPT = Path(sys.executable).parent / "llmbilling"
@@ -25,15 +25,8 @@ class Cli:
         self.proxy: dict[str, str] = {}
 
     def env(self) -> dict[str, str]:
-        inherited = {
-            name: value
-            for name, value in os.environ.items()
-            if not name.startswith("LLMBILLING_")
-            and name not in PROXY_ENV_FIELDS
-            and name != "MOLECULE_LLM_BILLING_MODE"
-        }
         return {
-            **inherited,
+            **clean_environ(),
             "LLMBILLING_DATABASE_URL": f"sqlite:///{self.folder / 'store.sqlite3'}",
             "LLMBILLING_SECRET_KEYS": self.key_ring,
             "COLUMNS": "200",

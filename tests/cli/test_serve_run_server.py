@@ -1,4 +1,4 @@
-"""``run_server``: what ``llmbilling serve`` (and bench/http.py) hand to uvicorn."""
+"""``run_server``: what ``llmbilling serve`` (and bench/decision_http.py) hand to uvicorn."""
 
 from __future__ import annotations
 

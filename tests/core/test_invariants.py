@@ -1,37 +1,35 @@
 """Property tests: every invariant of spec §2 and the decision record, over any input.
 
 Inputs mix the real vocabulary (modes, registry runtimes and model ids, auth env names) with
-case changes, white space (ASCII and Unicode), garbling and random text.
+case changes, white space (ASCII and Unicode), garbling and random text: the everyday strategies
+of ``tests/strategies.py``.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.strategies import (
+    BUILT_IN,
+    BUILT_IN_TWIN,
+    DECIDING_RUNG,
+    cased,
+    mode_like_text,
+    mode_word,
+    normalized_org_default,
+    registries,
+    resolution_inputs,
+)
 
-import llmbilling
 from llmbilling.core.decision import BillingDecision, OverrideReadFailure, ResolutionInput
 from llmbilling.core.derivation import derive_provider
 from llmbilling.core.modes import MODE_VALUES
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.core.resolve import resolve_billing_mode
-from llmbilling.registry_files import built_in_registry, load_registry
-
-BUILT_IN = built_in_registry()
-# The same file compiled again: a distinct object, so no cache can make two calls agree.
-BUILT_IN_TWIN = load_registry(Path(llmbilling.__file__).parent / "data" / "registry.yaml")
 
 RUNGS = ["workspace_override", "org_default", "derived_provider", "deployment_default"]
-DECIDING_RUNG = {
-    "workspace_override": "workspace_override",
-    "org_default": "org_default",
-    "derived_provider": "derived_provider",
-    "derived_default": "deployment_default",
-    "constant_fallback": "deployment_default",
-}
 DERIVATION_FAILURES = {
     "no_model",
     "unknown_runtime",
@@ -41,101 +39,6 @@ DERIVATION_FAILURES = {
 }
 
 invariant = settings(max_examples=300, deadline=None)
-
-# --- strategies ------------------------------------------------------------------------------
-
-# White space as str.strip() sees it, plus U+200B (not white space: it must survive trimming).
-noise = st.text(
-    alphabet=st.sampled_from(" \t\n\r\x0b\x0c\x85\u00a0\u2003\u2028\u3000\u200b"), max_size=3
-)
-
-
-@st.composite
-def cased(draw: st.DrawFn, word: str) -> str:
-    flips = draw(st.lists(st.booleans(), min_size=len(word), max_size=len(word)))
-    return "".join(c.upper() if flip else c for c, flip in zip(word, flips, strict=True))
-
-
-@st.composite
-def garbled(draw: st.DrawFn, word: str) -> str:
-    at = draw(st.integers(min_value=0, max_value=len(word)))
-    junk = draw(st.text(max_size=2))
-    cut = draw(st.integers(min_value=0, max_value=1))
-    return word[:at] + junk + word[at + cut :]
-
-
-def _around(words: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    return st.builds(lambda pre, word, post: pre + word + post, noise, words, noise)
-
-
-mode_word = st.sampled_from(MODE_VALUES)
-mode_like_text = st.one_of(
-    mode_word,
-    _around(mode_word.flatmap(cased)),
-    mode_word.flatmap(garbled),
-    noise,
-    st.text(max_size=20),
-)
-
-_table_keys = sorted(
-    {key for table in BUILT_IN.tables.values() for key in (*table.exact, *table.prefixes)}
-)
-_rule_spellings = sorted(
-    {
-        candidate.rule
-        for table in BUILT_IN.tables.values()
-        for match in table.exact.values()
-        for candidate in match.candidates
-    }
-)
-known_model = st.sampled_from(sorted({*_table_keys, *_rule_spellings}))
-model_text = st.one_of(
-    st.none(),
-    known_model,
-    _around(known_model.flatmap(cased)),
-    st.builds(lambda key, tail: key + tail, known_model, st.text(max_size=8)),
-    st.builds(
-        lambda ns, tail: ns + tail,
-        st.sampled_from(["platform/", "platform:", "PLATFORM/"]),
-        st.text(max_size=8),
-    ),
-    known_model.flatmap(garbled),
-    st.text(max_size=20),
-)
-
-known_runtime = st.sampled_from(sorted(BUILT_IN.runtimes))
-runtime_text = st.one_of(
-    st.none(),
-    known_runtime,
-    _around(known_runtime.flatmap(cased)),
-    st.sampled_from(["*", "", "nosuchruntime"]),
-    st.text(max_size=12),
-)
-
-auth_env_names = st.frozensets(
-    st.one_of(
-        st.sampled_from(sorted(BUILT_IN.all_auth_env | {"CLAUDE_CODE_OAUTH_TOKEN"})),
-        st.from_regex(r"[A-Z_][A-Z0-9_]{0,12}", fullmatch=True),
-    ),
-    max_size=4,
-)
-
-override_value = st.one_of(
-    st.none(), mode_like_text, st.builds(OverrideReadFailure, st.text(max_size=20))
-)
-workspace_ids = st.one_of(st.none(), st.just(""), st.uuids().map(str), st.text(max_size=12))
-
-resolution_inputs = st.builds(
-    ResolutionInput,
-    workspace_id=workspace_ids,
-    override=override_value,
-    org_default=st.one_of(st.none(), mode_like_text),
-    runtime=runtime_text,
-    model=model_text,
-    auth_env=auth_env_names,
-    proxy_configured=st.booleans(),
-)
-registries = st.sampled_from([None, BUILT_IN])
 
 
 def resolve(inputs: ResolutionInput, registry: CompiledRegistry | None) -> BillingDecision:
@@ -148,13 +51,6 @@ def override_was_read(inputs: ResolutionInput) -> bool:
 
 def override_read_failed(inputs: ResolutionInput) -> bool:
     return bool(inputs.workspace_id) and isinstance(inputs.override, OverrideReadFailure)
-
-
-def normalized_org_default(raw: str | None) -> str | None:
-    if raw is None:
-        return None
-    text = raw.strip().lower()
-    return text if text in MODE_VALUES else None
 
 
 # --- §2 invariants ---------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Real processes for the reliability tests: a throwaway PostgreSQL cluster this test owns (so
 it may stop it), ``llmbilling serve`` as a subprocess on 127.0.0.1, and a seeded store.
 
-Nothing here touches the shared PostgreSQL on port 5432 except through
-``tests.store.db_fixtures.PostgresServer`` (a uniquely named database, dropped afterwards).
+The reliability tests run the real stores (SQLite file, PostgreSQL) and the real app under
+faults, load and hostile input. Nothing here touches the shared PostgreSQL on port 5432 except
+through ``tests.store.db_fixtures.PostgresServer`` (a uniquely named database, dropped
+afterwards). ``bench/decision_http.py`` starts its server through ``ServerProcess`` too.
 """
 
 from __future__ import annotations
@@ -25,18 +27,18 @@ from uuid import UUID
 
 import httpx
 import pytest
+from tests.environment import clean_environ
 from tests.store.db_fixtures import KEY_RING_TEXT, REQUIRE_POSTGRES, SAAS_PROXY
 
+from llmbilling.core.provisioning import ProxySettings
 from llmbilling.registry_files import built_in_registry
 from llmbilling.service import admin
 from llmbilling.service.context import DeploymentInputs, ServiceContext
 from llmbilling.service.tokens import Scope, create_token
-from llmbilling.settings import PROXY_ENV_FIELDS
 from llmbilling.store import migrate
 from llmbilling.store.crypto import KeyRing
 from llmbilling.store.engine import open_store
 
-LONG_RUN = os.environ.get("LLMBILLING_LONG_RUN") == "1"
 SERVER_START_SECONDS = 60.0
 SERVER_STOP_SECONDS = 20.0
 PG_CTL_SECONDS = 60
@@ -221,40 +223,49 @@ def seed_store(database_url: str, *, workspaces: int) -> SeededStore:
     return SeededStore(database_url, token, org.id, ids)
 
 
-def server_env(database_url: str) -> dict[str, str]:
+def server_env(
+    database_url: str, *, key_ring_text: str = KEY_RING_TEXT, proxy: ProxySettings = SAAS_PROXY
+) -> dict[str, str]:
     """This environment without any deployment setting of ours, plus the test deployment:
-    the store, the key ring and the SaaS proxy (passed by env, never on a command line)."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("LLMBILLING_", "MOLECULE_")) and name not in PROXY_ENV_FIELDS
-    }
+    the store, the key ring and the proxy (passed by env, never on a command line)."""
+    env = clean_environ()
     env.update(
         LLMBILLING_DATABASE_URL=database_url,
-        LLMBILLING_SECRET_KEYS=KEY_RING_TEXT,
-        MOLECULE_LLM_BASE_URL=SAAS_PROXY.base_url or "",
-        MOLECULE_LLM_USAGE_TOKEN=SAAS_PROXY.usage_token or "",
+        LLMBILLING_SECRET_KEYS=key_ring_text,
+        MOLECULE_LLM_BASE_URL=proxy.base_url or "",
+        MOLECULE_LLM_USAGE_TOKEN=proxy.usage_token or "",
     )
     return env
 
 
-def _serve_command() -> list[str]:
+def llmbilling_serve(port: int) -> list[str]:
+    """The command line of ``llmbilling serve`` on 127.0.0.1:``port``."""
     script = Path(sys.executable).with_name("llmbilling")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from llmbilling.cli.app import main; main()"]
+    program = (
+        [str(script)]
+        if script.exists()
+        else [sys.executable, "-c", "from llmbilling.cli.app import main; main()"]
+    )
+    return [*program, "serve", "--host", "127.0.0.1", "--port", str(port)]
 
 
 @dataclass
 class ServerProcess:
     """``llmbilling serve`` on 127.0.0.1:``port``; its JSON logs go to ``log_path`` (appended
-    across restarts). The working directory is ``workdir``, so no stray ``.env`` is read."""
+    across restarts). The working directory is ``workdir``, so no stray ``.env`` is read.
+
+    The deployment is the test one (``server_env``: the store, ``key_ring_text`` and ``proxy``);
+    ``command`` gives the command line for a port (default ``llmbilling serve``; a bench serves
+    the same app its own way)."""
 
     database_url: str
     workdir: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    key_ring_text: str = KEY_RING_TEXT
+    proxy: ProxySettings = SAAS_PROXY
+    command: Callable[[int], list[str]] = llmbilling_serve
 
     @property
     def base_url(self) -> str:
@@ -276,8 +287,10 @@ class ServerProcess:
         assert not self.alive(), "already running"
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [*_serve_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                env=server_env(self.database_url),
+                self.command(self.port),
+                env=server_env(
+                    self.database_url, key_ring_text=self.key_ring_text, proxy=self.proxy
+                ),
                 cwd=self.workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -296,7 +309,9 @@ class ServerProcess:
                     pass
                 time.sleep(0.05)
         self.kill()
-        raise RuntimeError(f"the server did not answer within {SERVER_START_SECONDS}s")
+        raise RuntimeError(
+            f"the server did not answer within {SERVER_START_SECONDS}s:\n{self.log_tail()}"
+        )
 
     def kill(self) -> None:
         """``kill -9``: no shutdown, no flush, no goodbye."""

@@ -39,8 +39,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 from tests.reliability.load import TOKEN_ENV, WriteAttempt, decision_path, read_attempts
+from tests.reliability.long_run import LONG_RUN
 from tests.reliability.servers import (
-    LONG_RUN,
     SeededStore,
     ServerProcess,
     run_once,

@@ -39,8 +39,8 @@ from tests.reliability.load import (
     count_by_phase,
     format_counts,
 )
+from tests.reliability.long_run import LONG_RUN
 from tests.reliability.servers import (
-    LONG_RUN,
     ServerProcess,
     ThrowawayCluster,
     run_once,

@@ -27,7 +27,6 @@ and see conditional writes both honoured and refused.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -46,6 +45,7 @@ from schemathesis.generation.stateful.state_machine import APIStateMachine, Step
 from schemathesis.openapi import from_asgi
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 from tests.api.test_api_contract_fuzz import ACCEPTED_STATUSES, seeded_app
+from tests.reliability.long_run import LONG_RUN, report
 
 from llmbilling.api.links import (
     AUDIT_PATH,
@@ -58,7 +58,6 @@ from llmbilling.api.links import (
 )
 from llmbilling.service import admin
 
-LONG_RUN = os.environ.get("LLMBILLING_LONG_RUN") == "1"
 SCENARIOS = 2_500 if LONG_RUN else 20
 STEPS = 12 if LONG_RUN else 6
 
@@ -131,11 +130,6 @@ REQUIRED_CHAINS = {
     ("GET", ORG_DEFAULT_PATH, "200", "SetOrgDefault"),
     ("POST", WHATIF_PATH, "202", "ReadJob"),
 }
-
-
-def report(line: str) -> None:
-    """A measured figure, shown with ``pytest -s``."""
-    print(f"\n[reliability] {line}")
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def serve(
 def run_server(app: FastAPI, *, host: str, port: int) -> None:
     """Serve ``app`` on uvicorn until interrupted: one worker, event loop and HTTP parser left
     to uvicorn (uvloop and httptools when installed), our JSON logging, no access log (the app
-    logs every request itself). ``bench/http.py`` serves through this too."""
+    logs every request itself). ``bench/decision_http.py`` serves through this too."""
     # The app and everything imported to build it live as long as the process: frozen, they
     # are left out of the cyclic collector's full collections. Under load those came about
     # once a second and walked that whole heap, stalling every request for ~100 ms.

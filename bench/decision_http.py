@@ -25,11 +25,14 @@ request (/proc; the machine is shared, CPU per request is the steadier figure). 
 decision p99 / no-op p99. The last line is the worst engine's: ``http_p99_ratio: X.XX``
 (target <= 1.5; and >= 2,000 decisions/s).
 
-    .venv/bin/python bench/http.py [--workspaces 10000] [--concurrency 32] [--rounds 5]
+    .venv/bin/python bench/decision_http.py [--workspaces 10000] [--concurrency 32] [--rounds 5]
         [--seconds 5] [--postgres-url postgresql://postgres@127.0.0.1:5432/test]
 
-(This file shares its name with the standard library's ``http`` package; run as a script, its
-own folder is dropped from ``sys.path`` before anything else is imported.)
+The server process is started, awaited, stopped and its log read through the reliability tests'
+``ServerProcess`` (``tests/reliability/servers.py``: the environment without any deployment
+setting of the caller's, ``tests/environment.py``), with this file's serve role as its command.
+Run as a script, this file puts the repository root on ``sys.path`` (pytest's ``pythonpath``
+does the same for the tests) so that ``tests`` imports.
 """
 
 # ruff: noqa: E402 (the imports below must follow the sys.path fix)
@@ -38,10 +41,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# `python bench/http.py` puts bench/ first on sys.path, where this file would shadow the
-# standard library's `http` package for everything imported below (uvicorn, starlette, ...).
-_HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [entry for entry in sys.path if str(Path(entry or ".").resolve()) != _HERE]
+# `python bench/decision_http.py` puts bench/ on sys.path, not the repository root.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
 
 import argparse
 import asyncio
@@ -69,6 +72,7 @@ from sqlalchemy import select as sql_select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import JSONResponse, Response
+from tests.reliability.servers import ServerProcess
 
 from llmbilling.api.app import create_app
 from llmbilling.api.dependencies import Caller
@@ -78,7 +82,7 @@ from llmbilling.core.provisioning import ProxySettings
 from llmbilling.registry_files import built_in_registry
 from llmbilling.service.context import DeploymentInputs, ServiceContext
 from llmbilling.service.tokens import Scope, create_token
-from llmbilling.settings import PROXY_ENV_FIELDS, Settings
+from llmbilling.settings import Settings
 from llmbilling.store import migrate
 from llmbilling.store.crypto import KeyRing
 from llmbilling.store.engine import open_store
@@ -90,8 +94,6 @@ TOKEN_ENV = "LLMBILLING_BENCH_TOKEN"
 NOOP_PREFIX = "/bench/noop/"
 ROUTES = ("decision", "noop")
 WARMUP_SECONDS = 2.0
-SERVER_START_SECONDS = 60.0
-SERVER_STOP_SECONDS = 20.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 
 
@@ -352,60 +354,23 @@ def _seed(url: str, key_ring: KeyRing, count: int) -> tuple[list[str], str]:
     return ids, token
 
 
-def _server_env(url: str, key_text: str) -> dict[str, str]:
-    """This environment less any deployment setting, plus the bench's store, keys and proxy."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("LLMBILLING_", "MOLECULE_")) and name not in PROXY_ENV_FIELDS
-    }
-    env.update(
-        LLMBILLING_DATABASE_URL=url,
-        LLMBILLING_SECRET_KEYS=key_text,
-        MOLECULE_LLM_BASE_URL=PROXY.base_url or "",
-        MOLECULE_LLM_USAGE_TOKEN=PROXY.usage_token or "",
+def _serve_role(port: int) -> list[str]:
+    """This file's serve role on 127.0.0.1:port, as a command line."""
+    return [sys.executable, __file__, "--role", "serve", str(port)]
+
+
+def _start_server(url: str, key_text: str, workdir: Path) -> ServerProcess:
+    """The server process, with the bench's store, keys and proxy in its environment (and no
+    deployment setting of this one's); returns once ``/healthz`` answers 200 (bounded)."""
+    server = ServerProcess(url, workdir, key_ring_text=key_text, proxy=PROXY, command=_serve_role)
+    server.start()
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    print(
+        f"  server: `llmbilling serve`'s run_server (uvicorn, 1 worker, {loop},"
+        f" {http}, no access log, JSON request logs to a file)"
     )
-    return env
-
-
-def _free_port() -> int:
-    """A port nobody listens on right now (the kernel's pick, released at once)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _start_server(url: str, key_text: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """The server process; returns once ``/healthz`` answers 200 (bounded)."""
-    port = _free_port()
-    with (workdir / "server.log").open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, __file__, "--role", "serve", str(port)],
-            env=_server_env(url, key_text),
-            cwd=workdir,  # no stray .env
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=2.0) as client:
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if client.get("/healthz").status_code == 200:
-                    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-                    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-                    print(
-                        f"  server: `llmbilling serve`'s run_server (uvicorn, 1 worker, {loop},"
-                        f" {http}, no access log, JSON request logs to a file)"
-                    )
-                    return process, port
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-    _stop_server(process)
-    tail = (workdir / "server.log").read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"the server did not start within {SERVER_START_SECONDS:g}s:\n{tail}")
+    return server
 
 
 def _check_routes(port: int, token: str, workspace_id: str) -> None:
@@ -424,16 +389,6 @@ def _check_routes(port: int, token: str, workspace_id: str) -> None:
             ).json()
         ):
             raise RuntimeError("the decision GET did not answer a decision record")
-
-
-def _stop_server(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(SERVER_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(SERVER_STOP_SECONDS)
 
 
 def _drive(
@@ -484,24 +439,20 @@ def _drive(
     return figures
 
 
-def _logged_errors(workdir: Path) -> int:
-    path = workdir / "server.log"
-    return sum('"level": "error"' in line for line in path.read_text(errors="replace").splitlines())
-
-
 def _run(engine: str, url: str, arguments: argparse.Namespace) -> float:
     print(f"{engine}:")
     key_text = KeyRing.new_key_text(1)
     ids, token = _seed(url, KeyRing.parse(key_text), arguments.workspaces)
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
-        process, port = _start_server(url, key_text, workdir)
+        server = _start_server(url, key_text, workdir)
         try:
-            _check_routes(port, token, ids[0])
-            figures = _drive(process.pid, port, token, ids, arguments, workdir)
+            assert server.pid is not None
+            _check_routes(server.port, token, ids[0])
+            figures = _drive(server.pid, server.port, token, ids, arguments, workdir)
         finally:
-            _stop_server(process)
-        errors = _logged_errors(workdir)
+            server.stop()
+        errors = server.log_lines_with('"level": "error"')
     if errors:
         raise RuntimeError(f"the server logged {errors} errors")
     names = {"decision": "decision GET", "noop": "no-op GET"}
