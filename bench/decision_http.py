@@ -78,11 +78,11 @@ from llmbilling.api.app import create_app
 from llmbilling.api.dependencies import Caller
 from llmbilling.api.observability import configure_logging
 from llmbilling.cli.serve_command import run_server
+from llmbilling.config.registry import built_in_registry
+from llmbilling.config.settings import Settings
 from llmbilling.core.provisioning import ProxySettings
-from llmbilling.registry_files import built_in_registry
 from llmbilling.service.context import DeploymentInputs, ServiceContext
 from llmbilling.service.tokens import Scope, create_token
-from llmbilling.settings import Settings
 from llmbilling.store import migrate
 from llmbilling.store.crypto import KeyRing
 from llmbilling.store.engine import open_store

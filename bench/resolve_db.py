@@ -27,8 +27,8 @@ from sqlalchemy import bindparam, create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from llmbilling.config.registry import built_in_registry
 from llmbilling.core.provisioning import ProxySettings
-from llmbilling.registry_files import built_in_registry
 from llmbilling.service.context import DeploymentInputs, ServiceContext
 from llmbilling.service.resolve import resolve_workspace
 from llmbilling.store import migrate

@@ -31,8 +31,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from llmbilling import compile_policy
+from llmbilling.config.registry import built_in_registry
 from llmbilling.core.provisioning import ProxySettings
-from llmbilling.registry_files import built_in_registry
 from llmbilling.service.context import DeploymentInputs, ServiceContext
 from llmbilling.service.whatif import proposed_configuration, run_whatif, stream_fleet_rows
 from llmbilling.store import migrate

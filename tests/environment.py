@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from llmbilling.settings import PROXY_ENV_FIELDS
+from llmbilling.config.settings import PROXY_ENV_FIELDS
 
 DEPLOYMENT_PREFIXES = ("LLMBILLING_", "MOLECULE_")
 

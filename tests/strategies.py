@@ -27,10 +27,10 @@ from typing import Any
 from hypothesis import strategies as st
 
 import llmbilling
+from llmbilling.config.registry import built_in_registry, load_registry
 from llmbilling.core.decision import OverrideReadFailure, ResolutionInput
 from llmbilling.core.modes import MODE_VALUES, RungName
 from llmbilling.core.policy import CONTRACT_POLICY, CompiledPolicy, compile_policy
-from llmbilling.registry_files import built_in_registry, load_registry
 
 BUILT_IN = built_in_registry()
 # The same file compiled again: a distinct object, so no memo can make two calls agree.

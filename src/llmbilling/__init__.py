@@ -3,6 +3,8 @@
 What callers may rely on is named here; modules behind it may move.
 """
 
+from llmbilling.config.policy import load_policy
+from llmbilling.config.registry import built_in_registry, load_registry
 from llmbilling.core.decision import (
     BillingDecision,
     ChainOutcome,
@@ -44,8 +46,6 @@ from llmbilling.errors import (
     PolicyError,
     RegistryError,
 )
-from llmbilling.policy_files import load_policy
-from llmbilling.registry_files import built_in_registry, load_registry
 
 __all__ = [
     "CONTRACT_POLICY",

@@ -25,10 +25,10 @@ from schemathesis.openapi import from_asgi
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from llmbilling.api.app import create_app
+from llmbilling.config.settings import Settings
 from llmbilling.service import admin
 from llmbilling.service.demo import seed_demo_fleet
 from llmbilling.service.tokens import Scope, create_token
-from llmbilling.settings import Settings
 from llmbilling.store.crypto import KeyRing
 
 MAX_EXAMPLES = 25

@@ -14,10 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.api.api_fixtures import Api, bearer
 
 from llmbilling.api.app import create_app
+from llmbilling.config.settings import Settings
 from llmbilling.service import admin, secrets
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.tokens import Scope, create_token
-from llmbilling.settings import Settings
 from llmbilling.store.crypto import KeyRing
 
 ORG_SECRET = "sk-ant-SENTINEL-org-scope"

@@ -10,7 +10,7 @@ from tests.api.api_fixtures import Api, bearer
 from tests.store.db_fixtures import SAAS_PROXY, ContextFactory
 
 from llmbilling.api.app import create_app
-from llmbilling.registry_files import built_in_registry
+from llmbilling.config.registry import built_in_registry
 from llmbilling.service import admin
 from llmbilling.service.context import DeploymentInputs, ServiceContext
 from llmbilling.service.tokens import Scope, create_token

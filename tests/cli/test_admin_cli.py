@@ -9,7 +9,7 @@ import pytest
 import yaml
 from tests.cli.cli_runner import SENTINEL, Cli
 
-from llmbilling.registry_files import built_in_registry
+from llmbilling.config.registry import built_in_registry
 from llmbilling.store import migrate
 from llmbilling.store.crypto import KeyRing
 

@@ -12,7 +12,7 @@ import yaml
 from tests.cli.cli_runner import Cli
 from tests.store.db_fixtures import DatabaseFactory
 
-from llmbilling.registry_files import built_in_registry, load_registry
+from llmbilling.config.registry import built_in_registry, load_registry
 
 DANGER_EXIT_CODE = 10
 PROXY_ENV = {"MOLECULE_LLM_BASE_URL": "https://proxy.test/v1", "MOLECULE_LLM_USAGE_TOKEN": "t"}

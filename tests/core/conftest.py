@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from llmbilling.config.registry import built_in_registry
 from llmbilling.core.registry import CompiledRegistry, compile_registry
-from llmbilling.registry_files import built_in_registry
 
 RegistryFactory = Callable[..., CompiledRegistry]
 

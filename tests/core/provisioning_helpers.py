@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from llmbilling.config.registry import built_in_registry
 from llmbilling.core.decision import BillingDecision, OverrideReadFailure, ResolutionInput
 from llmbilling.core.provisioning import (
     CLAUDE_CODE_OAUTH_TOKEN,
@@ -17,7 +18,6 @@ from llmbilling.core.provisioning import (
 )
 from llmbilling.core.resolve import resolve_billing_mode
 from llmbilling.core.secrets import SecretValue, merge_secret_scopes
-from llmbilling.registry_files import built_in_registry
 
 REGISTRY = built_in_registry()
 WORKSPACE_ID = "3f1c2b9e-0d4a-4c7e-9b1a-2e5f6a7b8c9d"

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmbilling.config.registry import built_in_registry
 from llmbilling.core.derivation import derivation_key, derive_provider
 from llmbilling.core.modes import DerivationOutcome
 from llmbilling.core.registry import Candidate, CompiledRegistry, RuleKind
-from llmbilling.registry_files import built_in_registry
 
 OAUTH = "CLAUDE_CODE_OAUTH_TOKEN"
 API_KEY = "ANTHROPIC_API_KEY"

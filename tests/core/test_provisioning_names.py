@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 from tests.core.reference.seed_registry import PLATFORM_STRIP_LIST
 
+from llmbilling.config.registry import built_in_registry
 from llmbilling.core.decision import ResolutionInput
 from llmbilling.core.provisioning import ProvisionEnv, ProxySettings, build_provision_env
 from llmbilling.core.resolve import resolve_billing_mode
 from llmbilling.core.secrets import SecretScope, merge_secret_scopes
-from llmbilling.registry_files import built_in_registry
 
 REGISTRY = built_in_registry()
 WORKSPACE_ID = "0b7e5c1a-2f3d-4e6a-9c8b-1d2e3f4a5b6c"

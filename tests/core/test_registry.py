@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from llmbilling.config.registry import built_in_registry, load_registry
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.errors import LlmBillingError, RegistryError
-from llmbilling.registry_files import built_in_registry, load_registry
 
 VALID: dict[str, Any] = {
     "schema_version": 2,

@@ -21,11 +21,11 @@ from tests.core.reference.seed_registry import (
     runtimes_section,
 )
 
+from llmbilling.config.registry import built_in_registry
 from llmbilling.core.derivation import derive_provider
 from llmbilling.core.modes import BillingMode, DerivationOutcome, deployment_default
 from llmbilling.core.patterns import expand_pattern
 from llmbilling.core.registry import CompiledRegistry, Rule, RuleKind
-from llmbilling.registry_files import built_in_registry
 
 BUILT_IN = built_in_registry()
 ORIGINAL_RUNTIMES = sorted(RUNTIMES)

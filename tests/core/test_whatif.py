@@ -11,7 +11,7 @@ import pytest
 
 from llmbilling import CONTRACT_POLICY, ResolutionInput, built_in_registry, compile_policy
 from llmbilling.core.whatif import Configuration, DangerClass, WhatIfTally, compare
-from llmbilling.whatif_report import report_document, write_report
+from llmbilling.service.whatif_report import write_report
 
 REGISTRY = built_in_registry()
 CURRENT = Configuration(CONTRACT_POLICY, REGISTRY)
@@ -163,7 +163,7 @@ def test_tally_keeps_a_bounded_sample_of_the_first_workspaces_per_class() -> Non
 
 
 def test_report_records_both_configurations_versions() -> None:
-    document = report_document(tally().report())
+    document = tally().report().to_document()
     assert document["current"] == {"policy": CONTRACT_POLICY.version, "registry": REGISTRY.version}
     assert document["proposed"]["policy"] == P2B.policy.version
     assert document["dangers"]["to_byok_without_credential"] == 30

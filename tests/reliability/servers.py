@@ -30,8 +30,8 @@ import pytest
 from tests.environment import clean_environ
 from tests.store.db_fixtures import KEY_RING_TEXT, REQUIRE_POSTGRES, SAAS_PROXY
 
+from llmbilling.config.registry import built_in_registry
 from llmbilling.core.provisioning import ProxySettings
-from llmbilling.registry_files import built_in_registry
 from llmbilling.service import admin
 from llmbilling.service.context import DeploymentInputs, ServiceContext
 from llmbilling.service.tokens import Scope, create_token

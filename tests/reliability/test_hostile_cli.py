@@ -33,7 +33,7 @@ from tests.reliability.hostile_harness import (
 )
 from tests.store.db_fixtures import SAAS_PROXY
 
-from llmbilling.registry_files import built_in_registry
+from llmbilling.config.registry import built_in_registry
 from llmbilling.service import admin
 from llmbilling.service.context import DeploymentInputs, ServiceContext
 from llmbilling.store import migrate

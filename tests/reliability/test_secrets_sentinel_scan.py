@@ -40,6 +40,7 @@ from llmbilling.api.app import create_app
 from llmbilling.api.console.routes import router as console_router
 from llmbilling.api.console.session import SESSION_COOKIE
 from llmbilling.api.console.whatif_pages import router as console_whatif_router
+from llmbilling.config.settings import Settings
 from llmbilling.core.policy import compile_policy
 from llmbilling.core.whatif import Configuration
 from llmbilling.service import admin, secrets
@@ -47,11 +48,10 @@ from llmbilling.service.context import ServiceContext
 from llmbilling.service.resolve import resolve_workspace
 from llmbilling.service.tokens import Scope, create_token
 from llmbilling.service.whatif import run_whatif
-from llmbilling.settings import Settings
+from llmbilling.service.whatif_report import write_report
 from llmbilling.store import migrate
 from llmbilling.store.crypto import KeyRing, SecretScopeName
 from llmbilling.store.engine import open_store
-from llmbilling.whatif_report import report_document, write_report
 
 SCRIPT = Path(sys.executable).with_name("llmbilling")
 DROPS_ORG_RUNG = {"rungs": ["workspace_override", "derived_provider", "deployment_default"]}
@@ -443,7 +443,7 @@ def test_no_plaintext_secret_anywhere_but_the_provisioned_env(
         proposed = Configuration(compile_policy(DROPS_ORG_RUNG, "<proposed>"), context.registry)
         whatif = run_whatif(context, proposed)
         assert whatif.total == len(fleet.workspace_ids)
-        scan.check("service what-if report", json.dumps(report_document(whatif)))
+        scan.check("service what-if report", json.dumps(whatif.to_document()))
         for path in write_report(whatif, tmp_path / "service-report"):
             scan.check(f"service what-if {path.name}", path.read_bytes())
 

@@ -7,10 +7,10 @@ from collections import Counter
 
 from tests.store.db_fixtures import ContextFactory, stored_workspace
 
+from llmbilling.config.registry import built_in_registry
 from llmbilling.core.decision import OverrideReadFailure, ResolutionInput
 from llmbilling.core.registry import CompiledRegistry, compile_registry
 from llmbilling.core.registry_diff import FleetKey
-from llmbilling.registry_files import built_in_registry
 from llmbilling.service import admin, secrets
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.registry_diff import fleet_groups, group_inputs

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from tests.store.db_fixtures import KEY_RING_TEXT, SAAS_PROXY, DatabaseFactory, stored_workspace
 
-from llmbilling.registry_files import built_in_registry
+from llmbilling.config.registry import built_in_registry
 from llmbilling.service import secrets
 from llmbilling.service.context import DeploymentInputs, ServiceContext
 from llmbilling.service.provision import provision_workspace

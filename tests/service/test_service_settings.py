@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from llmbilling.config.settings import DEFAULT_DATABASE_URL, PROXY_ENV_FIELDS, Settings
 from llmbilling.core.provisioning import ProxySettings
-from llmbilling.settings import DEFAULT_DATABASE_URL, PROXY_ENV_FIELDS, Settings
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from tests.store.db_fixtures import KEY_RING_TEXT, SAAS_PROXY, SELF_HOST, DatabaseFactory
 
 from llmbilling import ProxySettings, compile_policy
+from llmbilling.config.registry import built_in_registry
 from llmbilling.core.policy import CONTRACT_POLICY, CompiledPolicy
-from llmbilling.registry_files import built_in_registry
 from llmbilling.service.context import DeploymentInputs, ServiceContext
 from llmbilling.service.demo import seed_demo_fleet
 from llmbilling.service.resolve import resolve_workspace

@@ -18,8 +18,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from llmbilling.config.registry import built_in_registry
 from llmbilling.core.provisioning import ProxySettings
-from llmbilling.registry_files import built_in_registry
 from llmbilling.service.context import DeploymentInputs, ServiceContext
 from llmbilling.store import migrate
 from llmbilling.store.crypto import KeyRing

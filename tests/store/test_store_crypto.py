@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llmbilling.settings import Settings
+from llmbilling.config.settings import Settings
 from llmbilling.store.crypto import (
     EncryptedValue,
     KeyRing,

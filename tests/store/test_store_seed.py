@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from tests.store.db_fixtures import DatabaseFactory
 
-from llmbilling.registry_files import built_in_registry
+from llmbilling.config.registry import built_in_registry
 from llmbilling.store import migrate
 from llmbilling.store.crypto import KeyRing
 from llmbilling.store.engine import open_store

@@ -23,13 +23,13 @@ from llmbilling.api.app import create_app
 from llmbilling.api.console import views
 from llmbilling.api.console.routes import FLEET_PAGE_SIZE
 from llmbilling.api.etags import decision_etag
+from llmbilling.config.settings import Settings
 from llmbilling.service import admin, secrets
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.demo import seed_demo_fleet
 from llmbilling.service.provision import provision_workspace
 from llmbilling.service.resolve import read_decision
 from llmbilling.service.tokens import create_token
-from llmbilling.settings import Settings
 from llmbilling.store.crypto import KeyRing
 
 ORIGIN = "http://testserver"

@@ -18,10 +18,10 @@ from playwright.sync_api import Browser, expect
 from tests.ui.browsing import SCREENSHOT_DIR, chromium, served_app
 
 from llmbilling.api.app import create_app
+from llmbilling.config.settings import Settings
 from llmbilling.service import admin
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.tokens import create_token
-from llmbilling.settings import Settings
 from llmbilling.store.crypto import KeyRing
 
 ORIGIN = "http://testserver"

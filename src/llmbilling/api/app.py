@@ -33,9 +33,9 @@ from llmbilling.api.problems import (
     problem_body,
 )
 from llmbilling.api.routes import ROUTERS
+from llmbilling.config.settings import Settings
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.whatif_jobs import WhatIfJobs
-from llmbilling.settings import Settings
 from llmbilling.store.loop_reader import LoopReaders
 
 API_TITLE = "llmbilling admin API"

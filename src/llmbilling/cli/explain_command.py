@@ -9,12 +9,12 @@ import typer
 from rich.console import Console
 from rich.rule import Rule
 
-from llmbilling.batch import parse_batch_line
+from llmbilling.cli.batch import parse_batch_line
 from llmbilling.cli.resolve_command import explain
+from llmbilling.config.policy import load_policy
+from llmbilling.config.registry import load_registry
 from llmbilling.core.resolve import resolve_billing_mode
 from llmbilling.errors import InvalidInputError
-from llmbilling.policy_files import load_policy
-from llmbilling.registry_files import load_registry
 
 
 def explain_file(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 import yaml
 
-from llmbilling.policy_files import load_policy
+from llmbilling.config.policy import load_policy
 
 policy_app = typer.Typer(help="Validate and show precedence policies.", no_args_is_help=True)
 

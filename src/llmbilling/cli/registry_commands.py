@@ -22,6 +22,9 @@ from llmbilling.cli.store_options import (
     settings_from_flags,
 )
 from llmbilling.cli.whatif_command import DANGER_EXIT_CODE
+from llmbilling.config.registry import built_in_registry, load_registry
+from llmbilling.config.settings import Settings
+from llmbilling.config.yaml_documents import dump_json_document, dump_yaml_document
 from llmbilling.core.derivation import derive_provider
 from llmbilling.core.modes import DerivationOutcome, deployment_default
 from llmbilling.core.provisioning import ProxySettings
@@ -35,11 +38,8 @@ from llmbilling.core.registry_diff import (
     diff_fleet,
     diff_registries,
 )
-from llmbilling.registry_files import built_in_registry, load_registry
 from llmbilling.service.registry_diff import fleet_groups
-from llmbilling.settings import Settings
 from llmbilling.store.engine import normalize_database_url
-from llmbilling.yaml_files import dump_json_document, dump_yaml_document
 
 BUILT_IN_SOURCE = "built-in"
 """What ``registry diff`` takes, for OLD or NEW, to mean the registry shipped with the package."""

@@ -12,16 +12,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from llmbilling.batch import CALLER_REPORTED_READ_FAILURE, resolve_lines
+from llmbilling.cli.batch import CALLER_REPORTED_READ_FAILURE, resolve_lines
 from llmbilling.cli.options import parse_mode_option
+from llmbilling.config.policy import load_policy
+from llmbilling.config.registry import load_registry
 from llmbilling.core.decision import BillingDecision, OverrideReadFailure, ResolutionInput
 from llmbilling.core.modes import RungStatus
 from llmbilling.core.policy import CompiledPolicy
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.core.resolve import resolve_billing_mode
 from llmbilling.errors import InvalidInputError
-from llmbilling.policy_files import load_policy
-from llmbilling.registry_files import load_registry
 
 _SINGLE_ONLY = (
     "--runtime",

@@ -12,9 +12,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from llmbilling.config.settings import Settings
 from llmbilling.service.audit import AuditContext, default_actor
 from llmbilling.service.context import ServiceContext
-from llmbilling.settings import Settings
 
 DatabaseUrlOption = Annotated[
     str | None,

@@ -23,12 +23,12 @@ from rich.progress import (
 from rich.table import Table
 
 from llmbilling.cli.store_options import DatabaseUrlOption, print_json, service_context
+from llmbilling.config.policy import load_policy
+from llmbilling.config.registry import load_registry
 from llmbilling.core.whatif import WhatIfReport
 from llmbilling.errors import InvalidInputError
-from llmbilling.policy_files import load_policy
-from llmbilling.registry_files import load_registry
 from llmbilling.service.whatif import count_workspaces, proposed_configuration, run_whatif
-from llmbilling.whatif_report import report_document, write_report
+from llmbilling.service.whatif_report import write_report
 
 DANGER_EXIT_CODE = 10
 
@@ -87,7 +87,7 @@ def whatif(
         for path in written:
             console.print(f"wrote {path}", highlight=False)
     if as_json:
-        print_json(report_document(report))
+        print_json(report.to_document())
     else:
         _summarize(report, Console())
     if report.has_danger:

@@ -8,7 +8,7 @@ runtimes; the platform provider alone is native on every runtime (``platform/…
 platform everywhere).
 
 Pure: :func:`compile_registry` takes an already-parsed document. Reading files is the job of
-:mod:`llmbilling.registry_files`.
+:mod:`llmbilling.config.registry`.
 """
 
 from __future__ import annotations

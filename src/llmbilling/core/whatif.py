@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from llmbilling.core.decision import ChainOutcome, OverrideReadFailure, ResolutionInput
 from llmbilling.core.modes import BillingMode
@@ -183,6 +183,57 @@ class WhatIfReport:
     @property
     def has_danger(self) -> bool:
         return any(self.dangers.values())
+
+    def to_document(self) -> dict[str, Any]:
+        """The report's wire shape, in plain JSON types; transitions sorted by count, largest
+        first."""
+        return {
+            "current": _versions_document(self.current_versions),
+            "proposed": _versions_document(self.proposed_versions),
+            "total": self.total,
+            "changed": self.changed,
+            "dangerous": self.has_danger,
+            "dangers": {danger.value: self.dangers.get(danger, 0) for danger in DangerClass},
+            "danger_samples": {
+                danger.value: list(self.danger_samples.get(danger, ())) for danger in DangerClass
+            },
+            "mode_transitions": [
+                {
+                    "from": old,
+                    "to": new,
+                    "count": count,
+                    "samples": list(self.mode_samples.get((old, new), ())),
+                }
+                for (old, new), count in by_count(self.mode_transitions)
+            ],
+            "source_transitions": [
+                {"from": old, "to": new, "count": count}
+                for (old, new), count in by_count(self.source_transitions)
+            ],
+            "per_org": [
+                {
+                    "org_id": org_id,
+                    "mode_transitions": [
+                        {"from": old, "to": new, "count": count}
+                        for (old, new), count in by_count(transitions)
+                    ],
+                    "dangers": {
+                        danger.value: count
+                        for danger, count in self.per_org_dangers.get(org_id, {}).items()
+                    },
+                }
+                for org_id, transitions in sorted(self.per_org_mode_transitions.items())
+            ],
+        }
+
+
+def by_count(transitions: dict[Transition, int]) -> list[tuple[Transition, int]]:
+    """Transitions with their counts, largest first (ties in transition order)."""
+    return sorted(transitions.items(), key=lambda item: (-item[1], item[0]))
+
+
+def _versions_document(versions: tuple[str, str | None]) -> dict[str, str | None]:
+    return {"policy": versions[0], "registry": versions[1]}
 
 
 class WhatIfTally:

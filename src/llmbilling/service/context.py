@@ -12,13 +12,13 @@ from uuid import UUID
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from llmbilling.config.policy import load_policy
+from llmbilling.config.registry import load_registry
+from llmbilling.config.settings import Settings
 from llmbilling.core.policy import CONTRACT_POLICY, CompiledPolicy
 from llmbilling.core.provisioning import ProxySettings
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.errors import InvalidInputError, RegistryError
-from llmbilling.policy_files import load_policy
-from llmbilling.registry_files import load_registry
-from llmbilling.settings import Settings
 from llmbilling.store.crypto import KeyRing, key_ring_from_settings
 from llmbilling.store.engine import Store, describe_database_error, open_store
 from llmbilling.store.errors import StoreUnavailableError

@@ -23,7 +23,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import make_url
 
-from llmbilling.settings import Settings
+from llmbilling.config.settings import Settings
 from llmbilling.store.errors import KeyRingError, SecretDecryptionError, UnknownKeyVersionError
 
 KEY_BYTES = 32

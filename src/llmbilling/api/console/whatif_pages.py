@@ -26,6 +26,7 @@ from llmbilling.api.console.guard import (
 )
 from llmbilling.api.console.rendering import render
 from llmbilling.api.routes.whatif import jobs_of
+from llmbilling.config.yaml_documents import parse_yaml_mapping
 from llmbilling.core.policy import compile_policy
 from llmbilling.core.registry import compile_registry
 from llmbilling.errors import DocumentError, PolicyError, RegistryError
@@ -33,8 +34,7 @@ from llmbilling.service import admin
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.whatif import proposed_configuration
 from llmbilling.service.whatif_jobs import JobState, WhatIfJob
-from llmbilling.whatif_report import render_html, report_document, transition_chart
-from llmbilling.yaml_files import parse_yaml_mapping
+from llmbilling.service.whatif_report import render_html, transition_chart
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
 
@@ -172,7 +172,7 @@ def _pasted(text: str, source: str, error_type: type[DocumentError]) -> dict[str
 def whatif_job(request: Request, principal: SignedIn, job_id: str) -> Response:
     job = _readable_job(request, principal, job_id)
     report = jobs_of(request).report(job.id)
-    document = None if report is None else report_document(report)
+    document = None if report is None else report.to_document()
     return render(
         "console_whatif_job.html",
         principal=principal,
@@ -190,7 +190,7 @@ def whatif_report_page(request: Request, principal: SignedIn, job_id: str) -> Re
     report = jobs_of(request).report(job.id)
     if report is None:
         raise PageNotFoundError
-    response = Response(render_html(report_document(report)), media_type="text/html")
+    response = Response(render_html(report.to_document()), media_type="text/html")
     response.headers["Content-Security-Policy"] = REPORT_PAGE_POLICY
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -28,7 +28,6 @@ from llmbilling.service import admin
 from llmbilling.service.whatif import ProposalInvalidError, proposed_configuration
 from llmbilling.service.whatif_jobs import WhatIfJob as Job
 from llmbilling.service.whatif_jobs import WhatIfJobNotFoundError, WhatIfJobs
-from llmbilling.whatif_report import report_document
 
 router = APIRouter(prefix="/v1/whatif", tags=["what-if"])
 Compiled = TypeVar("Compiled")
@@ -103,7 +102,7 @@ def job_document(job: Job, jobs: WhatIfJobs | None) -> dict[str, Any]:
         "error": None
         if job.error_code is None
         else {"code": job.error_code, "message": job.error_message or ""},
-        "report": None if report is None else report_document(report),
+        "report": None if report is None else report.to_document(),
     }
 
 

@@ -8,57 +8,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llmbilling.core.whatif import DangerClass, Transition, WhatIfReport
+from llmbilling.core.whatif import DangerClass, WhatIfReport, by_count
 
 REPORT_FILES = ("report.json", "transitions.csv", "report.html")
-
-
-def report_document(report: WhatIfReport) -> dict[str, Any]:
-    """The report as plain JSON types; transitions sorted by count, largest first."""
-    return {
-        "current": _versions(report.current_versions),
-        "proposed": _versions(report.proposed_versions),
-        "total": report.total,
-        "changed": report.changed,
-        "dangerous": report.has_danger,
-        "dangers": {danger.value: report.dangers.get(danger, 0) for danger in DangerClass},
-        "danger_samples": {
-            danger.value: list(report.danger_samples.get(danger, ())) for danger in DangerClass
-        },
-        "mode_transitions": [
-            {
-                "from": old,
-                "to": new,
-                "count": count,
-                "samples": list(report.mode_samples.get((old, new), ())),
-            }
-            for (old, new), count in _by_count(report.mode_transitions)
-        ],
-        "source_transitions": [
-            {"from": old, "to": new, "count": count}
-            for (old, new), count in _by_count(report.source_transitions)
-        ],
-        "per_org": [
-            {
-                "org_id": org_id,
-                "mode_transitions": [
-                    {"from": old, "to": new, "count": count}
-                    for (old, new), count in _by_count(transitions)
-                ],
-                "dangers": {
-                    danger.value: count
-                    for danger, count in report.per_org_dangers.get(org_id, {}).items()
-                },
-            }
-            for org_id, transitions in sorted(report.per_org_mode_transitions.items())
-        ],
-    }
 
 
 def write_report(report: WhatIfReport, directory: Path) -> list[Path]:
     """Write report.json, transitions.csv and report.html into ``directory`` (created)."""
     directory.mkdir(parents=True, exist_ok=True)
-    document = report_document(report)
+    document = report.to_document()
     json_path, csv_path, html_path = (directory / name for name in REPORT_FILES)
     json_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     _write_csv(report, csv_path)
@@ -70,25 +28,17 @@ def _write_csv(report: WhatIfReport, path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["scope", "kind", "from", "to", "count"])
-        for (old, new), count in _by_count(report.mode_transitions):
+        for (old, new), count in by_count(report.mode_transitions):
             writer.writerow(["fleet", "mode", old, new, count])
-        for (old, new), count in _by_count(report.source_transitions):
+        for (old, new), count in by_count(report.source_transitions):
             writer.writerow(["fleet", "source", old, new, count])
         for danger in DangerClass:
             writer.writerow(["fleet", "danger", danger.value, "", report.dangers.get(danger, 0)])
         for org_id, transitions in sorted(report.per_org_mode_transitions.items()):
-            for (old, new), count in _by_count(transitions):
+            for (old, new), count in by_count(transitions):
                 writer.writerow([org_id, "mode", old, new, count])
             for danger, count in sorted(report.per_org_dangers.get(org_id, {}).items()):
                 writer.writerow([org_id, "danger", danger.value, "", count])
-
-
-def _by_count(transitions: dict[Transition, int]) -> list[tuple[Transition, int]]:
-    return sorted(transitions.items(), key=lambda item: (-item[1], item[0]))
-
-
-def _versions(versions: tuple[str, str | None]) -> dict[str, str | None]:
-    return {"policy": versions[0], "registry": versions[1]}
 
 
 _BAR_HEIGHT = 22

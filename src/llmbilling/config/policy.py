@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llmbilling.config.yaml_documents import read_yaml_mapping
 from llmbilling.core.policy import CONTRACT_POLICY, CompiledPolicy, compile_policy
 from llmbilling.errors import PolicyError
-from llmbilling.yaml_files import read_yaml_mapping
 
 
 def load_policy(path: str | Path | None = None) -> CompiledPolicy:

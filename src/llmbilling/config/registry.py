@@ -6,9 +6,9 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from llmbilling.config.yaml_documents import parse_yaml_mapping, read_yaml_mapping
 from llmbilling.core.registry import CompiledRegistry, compile_registry
 from llmbilling.errors import RegistryError
-from llmbilling.yaml_files import parse_yaml_mapping, read_yaml_mapping
 
 BUILT_IN_REGISTRY_NAME = "<built-in registry>"
 

@@ -1,0 +1,1 @@
+"""Configuration: deployment settings, and the registry and policy documents read from YAML."""
