@@ -19,6 +19,7 @@ PUBLIC_SURFACE = [
     "DerivationOutcome",
     "DerivationResult",
     "DocumentError",
+    "ErrorCode",
     "InvalidInputError",
     "LlmBillingError",
     "MissingByokCredentialError",

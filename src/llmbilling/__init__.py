@@ -27,11 +27,7 @@ from llmbilling.core.modes import (
 )
 from llmbilling.core.policy import CONTRACT_POLICY, CompiledPolicy, compile_policy
 from llmbilling.core.provisioning import (
-    MissingByokCredentialError,
-    MissingModelError,
-    MissingPlatformProxyError,
     ProvisionEnv,
-    ProvisionError,
     ProxySettings,
     build_provision_env,
     effective_model,
@@ -41,9 +37,14 @@ from llmbilling.core.resolve import resolve_billing_mode
 from llmbilling.core.secrets import SecretScope, SecretValue, merge_secret_scopes
 from llmbilling.errors import (
     DocumentError,
+    ErrorCode,
     InvalidInputError,
     LlmBillingError,
+    MissingByokCredentialError,
+    MissingModelError,
+    MissingPlatformProxyError,
     PolicyError,
+    ProvisionError,
     RegistryError,
 )
 
@@ -61,6 +62,7 @@ __all__ = [
     "DerivationOutcome",
     "DerivationResult",
     "DocumentError",
+    "ErrorCode",
     "InvalidInputError",
     "LlmBillingError",
     "MissingByokCredentialError",

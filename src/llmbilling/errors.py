@@ -1,30 +1,100 @@
-"""The one exception hierarchy: every error carries a stable machine ``code`` and a message."""
+"""The one exception hierarchy, and the closed set of machine codes.
+
+Every error llmbilling raises on purpose is defined here, derives from :class:`LlmBillingError`
+and carries a stable machine ``code`` (an :class:`ErrorCode` member) and a message for people.
+Errors come in families, so an adapter maps a whole family at once (``cli/app.py``
+``EXIT_CODES``, ``api/problems.py`` ``STATUS_BY_ERROR``, both looked up along the class's MRO):
+
+- :class:`InvalidInputError`: a value, flag or document the caller gave is not allowed;
+- :class:`NotFoundError`: no such object (workspace, org, token, what-if job, route);
+- :class:`ConflictError`: the request is valid but the stored state does not allow it now;
+- :class:`ProvisionError`: no safe environment can be built for the decided mode;
+- :class:`StoreError`: the database or the secret key ring cannot serve the operation;
+- and the caller's credentials (:class:`UnauthenticatedError`, :class:`ForbiddenError`).
+
+A family with no ``code`` of its own is never raised itself: each of its members names one.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from uuid import UUID
+
+
+class ErrorCode(StrEnum):
+    """Every stable machine code, closed. A member's value is what every wire shape carries
+    (decision records, problem bodies, CLI error lines, batch lines)."""
+
+    LLMBILLING_ERROR = "LLMBILLING_ERROR"
+    # Invalid input
+    INVALID_INPUT = "INVALID_INPUT"
+    PROPOSAL_INVALID = "PROPOSAL_INVALID"
+    DOCUMENT_INVALID = "DOCUMENT_INVALID"
+    REGISTRY_INVALID = "REGISTRY_INVALID"
+    POLICY_INVALID = "POLICY_INVALID"
+    # The caller's credentials
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    # Not found
+    NOT_FOUND = "NOT_FOUND"
+    WORKSPACE_NOT_FOUND = "WORKSPACE_NOT_FOUND"
+    ORG_NOT_FOUND = "ORG_NOT_FOUND"
+    TOKEN_NOT_FOUND = "TOKEN_NOT_FOUND"
+    WHATIF_JOB_NOT_FOUND = "WHATIF_JOB_NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    # Conflict with the stored state
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    PRECONDITION_FAILED = "PRECONDITION_FAILED"
+    # Provisioning
+    PROVISION_FAILED = "PROVISION_FAILED"
+    MISSING_MODEL = "MISSING_MODEL"
+    MISSING_PLATFORM_PROXY = "MISSING_PLATFORM_PROXY"
+    MISSING_BYOK_CREDENTIAL = "MISSING_BYOK_CREDENTIAL"
+    # The store
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    SCHEMA_NOT_CURRENT = "SCHEMA_NOT_CURRENT"
+    KEY_RING_INVALID = "KEY_RING_INVALID"
+    KEY_VERSION_UNKNOWN = "KEY_VERSION_UNKNOWN"
+    SECRET_UNDECRYPTABLE = "SECRET_UNDECRYPTABLE"
+    # Errors that travel beside a decision (core/rungs.py), never raised
+    OVERRIDE_READ_FAILED = "OVERRIDE_READ_FAILED"
+    REGISTRY_UNAVAILABLE = "REGISTRY_UNAVAILABLE"
+    # The adapters' own answers, never raised: an unexpected fault (API 500, a failed
+    # what-if job) and a body refused before it is parsed (api/limits.py, 413)
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
 
 
 class LlmBillingError(Exception):
     """Base of every error llmbilling raises on purpose.
 
-    ``code`` is a stable machine string callers may switch on; ``message`` is for people.
+    ``code`` is a stable machine code callers may switch on; ``message`` is for people.
     """
 
-    code: str = "LLMBILLING_ERROR"
+    code: ErrorCode = ErrorCode.LLMBILLING_ERROR
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
     def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
+        return {"code": self.code.value, "message": self.message}
+
+
+# --- Invalid input -----------------------------------------------------------------------------
 
 
 class InvalidInputError(LlmBillingError):
-    """A value given by a caller is not allowed; names the field and, when finite, the choices."""
+    """A value given by a caller is not allowed; names the field and, when finite, the choices.
 
-    code = "INVALID_INPUT"
+    Also the family of every input error: a document that is not valid (:class:`DocumentError`,
+    which names a file and a path instead of a field, so its ``field`` is None).
+    """
+
+    code = ErrorCode.INVALID_INPUT
+    field: str | None
+    allowed: tuple[str, ...] | None
 
     def __init__(self, field: str, problem: str, allowed: Iterable[str] | None = None) -> None:
         self.field = field
@@ -35,33 +105,261 @@ class InvalidInputError(LlmBillingError):
         super().__init__(message)
 
     def to_dict(self) -> dict[str, str]:
+        if self.field is None:
+            return super().to_dict()
         return {**super().to_dict(), "field": self.field}
 
 
-class DocumentError(LlmBillingError):
+class ProposalInvalidError(InvalidInputError):
+    """A proposed policy or registry is well-formed but not a valid document; ``field`` is the
+    path inside it."""
+
+    code = ErrorCode.PROPOSAL_INVALID
+
+
+class DocumentError(InvalidInputError):
     """A configuration document (registry, policy) could not be read or is not valid.
 
     ``file`` is the path given, ``path`` the location inside the document (e.g.
     ``providers[2].models.claude-code.prefix[0]``), ``problem`` what is wrong there.
     """
 
-    code = "DOCUMENT_INVALID"
+    code = ErrorCode.DOCUMENT_INVALID
 
     def __init__(self, file: str, path: str, problem: str) -> None:
         self.file = file
         self.path = path
         self.problem = problem
+        self.field = None
+        self.allowed = None
         where = f"{file}: {path}" if path else file
-        super().__init__(f"{where}: {problem}")
+        LlmBillingError.__init__(self, f"{where}: {problem}")
 
 
 class RegistryError(DocumentError):
     """A provider registry file could not be read or is not valid."""
 
-    code = "REGISTRY_INVALID"
+    code = ErrorCode.REGISTRY_INVALID
 
 
 class PolicyError(DocumentError):
     """A precedence policy file could not be read or is not valid."""
 
-    code = "POLICY_INVALID"
+    code = ErrorCode.POLICY_INVALID
+
+
+# --- The caller's credentials ------------------------------------------------------------------
+
+
+class UnauthenticatedError(LlmBillingError):
+    """No bearer token, or one that is unknown or revoked."""
+
+    code = ErrorCode.UNAUTHENTICATED
+
+    def __init__(self) -> None:
+        super().__init__("a valid bearer token is required (Authorization: Bearer <token>)")
+
+
+class ForbiddenError(LlmBillingError):
+    """The token may see the object but its scope does not allow this action."""
+
+    code = ErrorCode.FORBIDDEN
+
+    def __init__(self, needed: str) -> None:
+        super().__init__(f"this token's scope does not allow {needed}")
+
+
+# --- Not found ---------------------------------------------------------------------------------
+
+
+class NotFoundError(LlmBillingError):
+    """Family: no such object (or one outside the caller's org, which looks the same)."""
+
+
+class WorkspaceNotFoundError(NotFoundError):
+    """No workspace has this id."""
+
+    code = ErrorCode.WORKSPACE_NOT_FOUND
+
+    def __init__(self, workspace_id: UUID) -> None:
+        self.workspace_id = workspace_id
+        super().__init__(f"no workspace with id {workspace_id}")
+
+
+class OrgNotFoundError(NotFoundError):
+    """No organization has this id."""
+
+    code = ErrorCode.ORG_NOT_FOUND
+
+    def __init__(self, org_id: UUID) -> None:
+        self.org_id = org_id
+        super().__init__(f"no organization with id {org_id}")
+
+
+class TokenNotFoundError(NotFoundError):
+    """No token has this id."""
+
+    code = ErrorCode.TOKEN_NOT_FOUND
+
+    def __init__(self, token_id: UUID) -> None:
+        self.token_id = token_id
+        super().__init__(f"no token with id {token_id}")
+
+
+class WhatIfJobNotFoundError(NotFoundError):
+    """No such job in this process (never started, or no longer kept), or not the caller's."""
+
+    code = ErrorCode.WHATIF_JOB_NOT_FOUND
+
+    def __init__(self, job_id: UUID) -> None:
+        super().__init__(f"no what-if job {job_id}")
+
+
+class RouteNotFoundError(NotFoundError):
+    """No API route has this path."""
+
+    code = ErrorCode.NOT_FOUND
+
+
+class MethodNotAllowedError(LlmBillingError):
+    """The route exists but does not take this method."""
+
+    code = ErrorCode.METHOD_NOT_ALLOWED
+
+
+# --- Conflict with the stored state ------------------------------------------------------------
+
+
+class ConflictError(LlmBillingError):
+    """Family: the request is valid, but the stored state does not allow it as it stands."""
+
+
+class AlreadyExistsError(ConflictError):
+    """A create named an id that is already taken."""
+
+    code = ErrorCode.ALREADY_EXISTS
+
+
+class PreconditionFailedError(ConflictError):
+    """A conditional write expected a version of the stored state that is no longer current."""
+
+    code = ErrorCode.PRECONDITION_FAILED
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} changed since it was read; read it again and retry")
+
+
+# --- Provisioning ------------------------------------------------------------------------------
+
+
+class ProvisionError(LlmBillingError):
+    """No safe env can be built; each subclass names why (and the CLI exits distinctly)."""
+
+    code = ErrorCode.PROVISION_FAILED
+
+
+class MissingModelError(ProvisionError):
+    """There is no effective model: the platform never picks one silently."""
+
+    code = ErrorCode.MISSING_MODEL
+
+    def __init__(self, workspace_id: str | None = None) -> None:
+        self.workspace_id = workspace_id
+        whose = f"workspace {workspace_id}" if workspace_id else "the workspace"
+        super().__init__(
+            f"no model for {whose}: the request names none, none is stored, and neither"
+            " MOLECULE_MODEL nor MODEL is set; the platform never picks a model"
+        )
+
+
+class MissingPlatformProxyError(ProvisionError):
+    """``platform_managed`` was decided but the deployment's proxy is not configured.
+
+    ``missing`` holds ``"base URL"`` and/or ``"usage token"``; the message names the
+    deployment settings each is read from (``read_from``).
+    """
+
+    code = ErrorCode.MISSING_PLATFORM_PROXY
+
+    def __init__(self, read_from: Mapping[str, tuple[str, ...]]) -> None:
+        self.missing = tuple(read_from)
+        parts = [f"{setting} ({', else '.join(names)})" for setting, names in read_from.items()]
+        verb = "is" if len(parts) == 1 else "are"
+        super().__init__(
+            "billing mode platform_managed needs the deployment's metering proxy, but its"
+            f" {' and '.join(parts)} {verb} not set"
+        )
+
+
+class MissingByokCredentialError(ProvisionError):
+    """``byok`` was decided but no credential that would serve the model is present.
+
+    ``provider`` is the derived provider, or None when none was derived (then any registry
+    provider's credential would do); ``satisfying_env`` are the env names, sorted, any one of
+    which (non-blank) would satisfy it.
+    """
+
+    code = ErrorCode.MISSING_BYOK_CREDENTIAL
+
+    def __init__(self, provider: str | None, satisfying_env: tuple[str, ...]) -> None:
+        self.provider = provider
+        self.satisfying_env = satisfying_env
+        names = ", ".join(satisfying_env)
+        if provider is None:
+            message = (
+                "billing mode byok needs the workspace's own LLM credential, but none of any"
+                f" registry provider is set; set one of: {names}"
+            )
+        else:
+            message = (
+                f"billing mode byok needs a credential for provider {provider!r}, but none is"
+                f" set; set one of: {names}"
+            )
+        super().__init__(message + " (blank values do not count)")
+
+
+# --- The store ---------------------------------------------------------------------------------
+# Messages never contain a secret value or a database password.
+
+
+class StoreError(LlmBillingError):
+    """Family: the store cannot serve the operation."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database could not be reached or failed mid-operation."""
+
+    code = ErrorCode.STORE_UNAVAILABLE
+
+
+class SchemaNotCurrentError(StoreError):
+    """The database schema is missing or behind the code; ``llmbilling db upgrade`` fixes it."""
+
+    code = ErrorCode.SCHEMA_NOT_CURRENT
+
+
+class SecretsError(StoreError):
+    """Family: the secret key ring, or a secret stored under it, cannot be used."""
+
+
+class KeyRingError(SecretsError):
+    """The secret key ring is missing or not valid (configuration, not data)."""
+
+    code = ErrorCode.KEY_RING_INVALID
+
+
+class UnknownKeyVersionError(SecretsError):
+    """A stored secret was encrypted under a key version the ring does not hold."""
+
+    code = ErrorCode.KEY_VERSION_UNKNOWN
+
+    def __init__(self, version: int, known: tuple[int, ...]) -> None:
+        self.version = version
+        listed = ", ".join(f"v{v}" for v in known) or "none"
+        super().__init__(f"key version v{version} is not in the key ring (have: {listed})")
+
+
+class SecretDecryptionError(SecretsError):
+    """A stored secret failed authentication: wrong key, tampered, or moved between rows."""
+
+    code = ErrorCode.SECRET_UNDECRYPTABLE

@@ -21,11 +21,8 @@ from tests.core.provisioning_helpers import (
 )
 
 from llmbilling.core.modes import BillingMode, DecisionSource
-from llmbilling.core.provisioning import (
-    CLAUDE_CODE_OAUTH_TOKEN,
-    MissingByokCredentialError,
-    ProxySettings,
-)
+from llmbilling.core.provisioning import CLAUDE_CODE_OAUTH_TOKEN, ProxySettings
+from llmbilling.errors import MissingByokCredentialError
 
 # --- byok ------------------------------------------------------------------------------------
 

@@ -20,18 +20,21 @@ from tests.core.provisioning_helpers import (
     secrets,
 )
 
+from llmbilling.cli.app import exit_code_for
 from llmbilling.core.provisioning import (
-    MissingByokCredentialError,
-    MissingModelError,
-    MissingPlatformProxyError,
     ProvisionEnv,
-    ProvisionError,
     ProxySettings,
     build_provision_env,
     effective_model,
 )
 from llmbilling.core.secrets import SecretScope, SecretValue, merge_secret_scopes
-from llmbilling.errors import InvalidInputError
+from llmbilling.errors import (
+    InvalidInputError,
+    MissingByokCredentialError,
+    MissingModelError,
+    MissingPlatformProxyError,
+    ProvisionError,
+)
 
 # --- Secret scopes and values ----------------------------------------------------------------
 
@@ -242,14 +245,18 @@ def test_the_provisioned_env_is_read_only() -> None:
     ("error", "code", "exit_code"),
     [
         (MissingModelError(WORKSPACE_ID), "MISSING_MODEL", 3),
-        (MissingPlatformProxyError(("base URL",)), "MISSING_PLATFORM_PROXY", 4),
+        (
+            MissingPlatformProxyError({"base URL": ("MOLECULE_LLM_BASE_URL",)}),
+            "MISSING_PLATFORM_PROXY",
+            4,
+        ),
         (MissingByokCredentialError("openai", ("OPENAI_API_KEY",)), "MISSING_BYOK_CREDENTIAL", 5),
     ],
 )
 def test_each_provision_error_has_its_code_and_exit_code(
     error: ProvisionError, code: str, exit_code: int
 ) -> None:
-    assert (error.code, error.exit_code, error.to_dict()["code"]) == (code, exit_code, code)
+    assert (error.code, exit_code_for(error), error.to_dict()["code"]) == (code, exit_code, code)
 
 
 def test_provision_exit_codes_are_distinct() -> None:
@@ -259,7 +266,7 @@ def test_provision_exit_codes_are_distinct() -> None:
         MissingPlatformProxyError,
         MissingByokCredentialError,
     ]
-    assert len({cls.exit_code for cls in classes}) == len(classes)
+    assert len({exit_code_for(cls) for cls in classes}) == len(classes)
 
 
 def test_missing_model_message_names_the_workspace_and_the_env_names() -> None:

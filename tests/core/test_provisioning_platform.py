@@ -23,10 +23,8 @@ from tests.core.provisioning_helpers import (
 )
 
 from llmbilling.core.modes import BillingMode, DecisionSource
-from llmbilling.core.provisioning import (
-    MissingPlatformProxyError,
-    ProxySettings,
-)
+from llmbilling.core.provisioning import ProxySettings
+from llmbilling.errors import MissingPlatformProxyError
 
 # --- platform_managed ------------------------------------------------------------------------
 

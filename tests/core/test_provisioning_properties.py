@@ -31,13 +31,9 @@ from tests.core.provisioning_helpers import (
 )
 
 from llmbilling.core.modes import DecisionSource
-from llmbilling.core.provisioning import (
-    CLAUDE_CODE_OAUTH_TOKEN,
-    MissingByokCredentialError,
-    ProvisionError,
-    build_provision_env,
-)
+from llmbilling.core.provisioning import CLAUDE_CODE_OAUTH_TOKEN, build_provision_env
 from llmbilling.core.secrets import SecretScope, SecretValue, merge_secret_scopes
+from llmbilling.errors import MissingByokCredentialError, ProvisionError
 
 # --- Invariants ------------------------------------------------------------------------------
 

@@ -21,12 +21,9 @@ from tests.core.provisioning_helpers import (
     secrets,
 )
 
-from llmbilling.core.provisioning import (
-    CLAUDE_CODE_OAUTH_TOKEN,
-    ProvisionError,
-    ProxySettings,
-)
+from llmbilling.core.provisioning import CLAUDE_CODE_OAUTH_TOKEN, ProxySettings
 from llmbilling.core.secrets import SecretScope, SecretValue
+from llmbilling.errors import ProvisionError
 
 # --- Secrets never shown ---------------------------------------------------------------------
 

@@ -29,13 +29,13 @@ from llmbilling.core.provisioning import ProxySettings
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.core.resolve import resolve_billing_mode
 from llmbilling.core.whatif import Configuration
+from llmbilling.errors import StoreUnavailableError
 from llmbilling.service import admin, secrets
 from llmbilling.service.context import DeploymentInputs, ServiceContext
 from llmbilling.service.resolve import resolve_workspace
 from llmbilling.service.whatif import run_whatif
 from llmbilling.store.crypto import KeyRing, SecretScopeName
 from llmbilling.store.engine import Store, open_store
-from llmbilling.store.errors import StoreUnavailableError
 from llmbilling.store.tables import organizations, workspace_secrets, workspaces
 
 

@@ -55,13 +55,13 @@ from tests.strategies import BUILT_IN, PolicyTriple, StoredState, policies, stor
 from llmbilling.core.policy import CONTRACT_POLICY
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.core.whatif import Configuration
+from llmbilling.errors import StoreUnavailableError
 from llmbilling.service import admin
 from llmbilling.service.provision import provision_workspace
 from llmbilling.service.resolve import resolve_workspace
 from llmbilling.service.whatif import run_whatif
 from llmbilling.store import migrate
 from llmbilling.store.engine import Store, open_store
-from llmbilling.store.errors import StoreUnavailableError
 from llmbilling.store.workspace_read import PYTHON_WHITE_SPACE
 
 FAULT_EXAMPLES = 2_000 if LONG_RUN else 100

@@ -11,11 +11,16 @@ from sqlalchemy import func, select
 from tests.store.db_fixtures import ContextFactory, stored_workspace
 
 from llmbilling.core.modes import BillingMode
-from llmbilling.errors import InvalidInputError, RegistryError
+from llmbilling.errors import (
+    AlreadyExistsError,
+    InvalidInputError,
+    OrgNotFoundError,
+    RegistryError,
+    WorkspaceNotFoundError,
+)
 from llmbilling.service import admin, secrets
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import DeploymentInputs, ServiceContext
-from llmbilling.service.errors import AlreadyExistsError, OrgNotFoundError, WorkspaceNotFoundError
 from llmbilling.store.tables import DEFAULT_RUNTIME, audit_log, workspaces
 
 

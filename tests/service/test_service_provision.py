@@ -6,17 +6,18 @@ import pytest
 from sqlalchemy import select
 from tests.store.db_fixtures import SAAS_PROXY, SELF_HOST, ContextFactory, stored_workspace
 
+from llmbilling.cli.app import exit_code_for
 from llmbilling.core.modes import BillingMode, DecisionSource
-from llmbilling.core.provisioning import (
+from llmbilling.core.provisioning import ProxySettings
+from llmbilling.errors import (
     MissingByokCredentialError,
     MissingModelError,
     MissingPlatformProxyError,
     ProvisionError,
-    ProxySettings,
+    WorkspaceNotFoundError,
 )
 from llmbilling.service import admin
 from llmbilling.service.context import ServiceContext
-from llmbilling.service.errors import WorkspaceNotFoundError
 from llmbilling.service.provision import provision_workspace
 from llmbilling.service.resolve import resolve_workspace
 from llmbilling.store.tables import audit_log, provisions, workspaces
@@ -93,7 +94,7 @@ def test_unprovisionable_states_raise_typed_errors_with_their_own_exit_codes(
     _, workspace_id = stored_workspace(context, **setup)  # type: ignore[arg-type]
     with pytest.raises(error) as raised:
         provision_workspace(context, workspace_id)
-    assert raised.value.exit_code == exit_code
+    assert exit_code_for(raised.value) == exit_code
     assert "\n" not in raised.value.message
     with context.store.read_engine.connect() as connection:
         recorded = connection.execute(

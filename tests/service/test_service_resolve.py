@@ -11,9 +11,8 @@ from tests.store.db_fixtures import SAAS_PROXY, SELF_HOST, ContextFactory, store
 
 from llmbilling.core.modes import BillingMode, DecisionSource, DerivationOutcome
 from llmbilling.core.provisioning import ProxySettings
-from llmbilling.errors import InvalidInputError
+from llmbilling.errors import InvalidInputError, WorkspaceNotFoundError
 from llmbilling.service.context import ServiceContext
-from llmbilling.service.errors import WorkspaceNotFoundError
 from llmbilling.service.resolve import resolve_workspace
 from llmbilling.store.tables import workspaces
 

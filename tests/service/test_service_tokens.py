@@ -8,15 +8,13 @@ import pytest
 from sqlalchemy import select
 from tests.store.db_fixtures import stored_workspace
 
-from llmbilling.errors import InvalidInputError
+from llmbilling.errors import InvalidInputError, OrgNotFoundError, TokenNotFoundError
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext
-from llmbilling.service.errors import OrgNotFoundError
 from llmbilling.service.tokens import (
     SCOPE_VALUES,
     TOKEN_PREFIX,
     Scope,
-    TokenNotFoundError,
     create_token,
     hash_token,
     list_tokens,

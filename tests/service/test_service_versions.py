@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import select
 from tests.store.db_fixtures import stored_workspace
 
+from llmbilling.errors import PreconditionFailedError
 from llmbilling.service import admin
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext
-from llmbilling.service.errors import PreconditionFailedError
 from llmbilling.service.provision import provision_workspace
 from llmbilling.service.resolve import DecisionVersion, read_decision
 from llmbilling.store.tables import audit_log

@@ -90,7 +90,7 @@ def test_what_if_reports_the_versions_it_compared(context: ServiceContext) -> No
 
 
 def test_an_unreachable_store_is_a_typed_error(make_context: ContextFactory) -> None:
-    from llmbilling.store.errors import StoreUnavailableError
+    from llmbilling.errors import StoreUnavailableError
 
     down = make_context(database_url="postgresql://postgres@127.0.0.1:9/none")
     with pytest.raises(StoreUnavailableError):

@@ -11,13 +11,13 @@ from tests.store.db_fixtures import ContextFactory
 
 from llmbilling import compile_policy
 from llmbilling.core.whatif import DangerClass
+from llmbilling.errors import StoreUnavailableError
 from llmbilling.service import admin, audit
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.whatif import current_configuration, proposed_configuration
 from llmbilling.service.whatif_jobs import JobState, WhatIfJob, WhatIfJobs
 from llmbilling.store.engine import Store
-from llmbilling.store.errors import StoreUnavailableError
 
 P2B = compile_policy(
     {"rungs": ["workspace_override", "derived_provider", "deployment_default"]}, "p2b.yaml"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from llmbilling.config.settings import Settings
+from llmbilling.errors import KeyRingError, SecretDecryptionError, UnknownKeyVersionError
 from llmbilling.store.crypto import (
     EncryptedValue,
     KeyRing,
@@ -18,7 +19,6 @@ from llmbilling.store.crypto import (
     dev_key_ring_path,
     key_ring_from_settings,
 )
-from llmbilling.store.errors import KeyRingError, SecretDecryptionError, UnknownKeyVersionError
 
 KEY_A = base64.b64encode(b"a" * 32).decode()
 KEY_B = base64.b64encode(b"b" * 32).decode()

@@ -10,11 +10,10 @@ from __future__ import annotations
 from uuid import UUID
 
 from llmbilling.api.auth import Principal
-from llmbilling.api.problems import ForbiddenError
+from llmbilling.errors import ForbiddenError, OrgNotFoundError, WorkspaceNotFoundError
 from llmbilling.service import admin
 from llmbilling.service.admin import WorkspaceView
 from llmbilling.service.context import ServiceContext
-from llmbilling.service.errors import OrgNotFoundError, WorkspaceNotFoundError
 
 
 def readable_workspace(

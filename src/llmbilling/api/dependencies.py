@@ -15,10 +15,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from llmbilling.api.auth import Principal, RecentPrincipals, authenticate_on_loop
 from llmbilling.api.observability import Metrics
-from llmbilling.api.problems import UnauthenticatedError
+from llmbilling.errors import StoreUnavailableError, UnauthenticatedError
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext
-from llmbilling.store.errors import StoreUnavailableError
 from llmbilling.store.loop_reader import LoopReader, LoopReaders
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `llmbilling token create`.")

@@ -16,8 +16,10 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmbilling.errors import ErrorCode
+
 MAX_REQUEST_BODY_BYTES = 64 * 1024
-REQUEST_TOO_LARGE_CODE = "REQUEST_TOO_LARGE"
+REQUEST_TOO_LARGE_CODE = ErrorCode.REQUEST_TOO_LARGE
 
 
 class RequestBodyLimit:

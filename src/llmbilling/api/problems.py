@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from http import HTTPStatus
+from types import MappingProxyType
 from typing import Any
 
 import structlog
@@ -19,86 +20,63 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from llmbilling.api.observability import Metrics
-from llmbilling.core.provisioning import (
-    MissingByokCredentialError,
+from llmbilling.errors import (
+    ConflictError,
+    DocumentError,
+    ErrorCode,
+    ForbiddenError,
+    InvalidInputError,
+    LlmBillingError,
+    MethodNotAllowedError,
     MissingModelError,
-    MissingPlatformProxyError,
-)
-from llmbilling.errors import DocumentError, InvalidInputError, LlmBillingError
-from llmbilling.service.errors import (
-    AlreadyExistsError,
-    OrgNotFoundError,
+    NotFoundError,
     PreconditionFailedError,
-    WorkspaceNotFoundError,
+    ProposalInvalidError,
+    ProvisionError,
+    RouteNotFoundError,
+    SecretsError,
+    StoreError,
+    UnauthenticatedError,
 )
-from llmbilling.service.tokens import TokenNotFoundError
-from llmbilling.service.whatif import ProposalInvalidError
-from llmbilling.service.whatif_jobs import WhatIfJobNotFoundError
-from llmbilling.store.errors import SchemaNotCurrentError, StoreUnavailableError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-INTERNAL_ERROR_CODE = "INTERNAL_ERROR"
+INTERNAL_ERROR_CODE = ErrorCode.INTERNAL_ERROR
 
 log = structlog.get_logger()
 
-
-class UnauthenticatedError(LlmBillingError):
-    """No bearer token, or one that is unknown or revoked."""
-
-    code = "UNAUTHENTICATED"
-
-    def __init__(self) -> None:
-        super().__init__("a valid bearer token is required (Authorization: Bearer <token>)")
-
-
-class ForbiddenError(LlmBillingError):
-    """The token may see the object but its scope does not allow this action."""
-
-    code = "FORBIDDEN"
-
-    def __init__(self, needed: str) -> None:
-        super().__init__(f"this token's scope does not allow {needed}")
-
-
-class RouteNotFoundError(LlmBillingError):
-    code = "NOT_FOUND"
-
-
-class MethodNotAllowedError(LlmBillingError):
-    code = "METHOD_NOT_ALLOWED"
-
-
-_STATUS_BY_ERROR: tuple[tuple[type[LlmBillingError], int], ...] = (
-    # Well-formed, but not a valid policy or registry document.
-    (ProposalInvalidError, 422),
-    (InvalidInputError, 400),
-    (UnauthenticatedError, 401),
-    (ForbiddenError, 403),
-    (WorkspaceNotFoundError, 404),
-    (OrgNotFoundError, 404),
-    (TokenNotFoundError, 404),
-    (WhatIfJobNotFoundError, 404),
-    (RouteNotFoundError, 404),
-    (MethodNotAllowedError, 405),
-    (AlreadyExistsError, 409),
-    # The stored state cannot be provisioned as it stands: the caller fixes the state.
-    (MissingByokCredentialError, 409),
-    (MissingPlatformProxyError, 409),
-    (PreconditionFailedError, 412),
-    # The request (or the workspace) names no model: the caller supplies one.
-    (MissingModelError, 422),
-    (StoreUnavailableError, 503),
-    (SchemaNotCurrentError, 503),
-    (DocumentError, 503),
+# The HTTP status of each error family, and of the members that answer otherwise. An error's
+# status is that of the first class along its MRO listed here, so a new member of a family
+# answers as its family does.
+STATUS_BY_ERROR: Mapping[type[LlmBillingError], int] = MappingProxyType(
+    {
+        # Anything not more specific is a server fault.
+        LlmBillingError: 500,
+        InvalidInputError: 400,
+        # Well-formed, but not a valid policy or registry document.
+        ProposalInvalidError: 422,
+        # The deployment's own registry or policy is not valid: the server cannot answer.
+        DocumentError: 503,
+        UnauthenticatedError: 401,
+        ForbiddenError: 403,
+        NotFoundError: 404,
+        MethodNotAllowedError: 405,
+        ConflictError: 409,
+        PreconditionFailedError: 412,
+        # The stored state cannot be provisioned as it stands: the caller fixes the state.
+        ProvisionError: 409,
+        # The request (or the workspace) names no model: the caller supplies one.
+        MissingModelError: 422,
+        StoreError: 503,
+        # A key ring or a stored secret that cannot be used is a fault, not an outage.
+        SecretsError: 500,
+    }
 )
 
 
-def status_for(error: LlmBillingError) -> int:
-    """The HTTP status of a typed error; anything unlisted is a server fault (500)."""
-    for error_type, status in _STATUS_BY_ERROR:
-        if isinstance(error, error_type):
-            return status
-    return 500
+def status_for(error: LlmBillingError | type[LlmBillingError]) -> int:
+    """The HTTP status of a typed error: its nearest class in :data:`STATUS_BY_ERROR`."""
+    error_type = error if isinstance(error, type) else type(error)
+    return next(STATUS_BY_ERROR[cls] for cls in error_type.__mro__ if cls in STATUS_BY_ERROR)
 
 
 def problem_body(
@@ -108,7 +86,7 @@ def problem_body(
         "type": f"urn:llmbilling:problem:{code.lower().replace('_', '-')}",
         "title": HTTPStatus(status).phrase,
         "status": status,
-        "code": code,
+        "code": str(code),
         "message": message,
     }
     if field is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import typer
 
@@ -19,7 +21,17 @@ from llmbilling.cli import (
     token_commands,
     whatif_command,
 )
-from llmbilling.errors import DocumentError, InvalidInputError, LlmBillingError
+from llmbilling.errors import (
+    InvalidInputError,
+    LlmBillingError,
+    MissingByokCredentialError,
+    MissingModelError,
+    MissingPlatformProxyError,
+    NotFoundError,
+    SchemaNotCurrentError,
+    SecretsError,
+    StoreError,
+)
 
 USAGE_EXIT_CODE = 2
 
@@ -40,12 +52,32 @@ app.command("serve")(serve_command.serve)
 app.add_typer(token_commands.token_app, name="token")
 
 
-def exit_code_for(error: LlmBillingError) -> int:
-    """Bad input and bad files exit 2; typed errors may carry their own code; the rest exit 1."""
-    if isinstance(error, InvalidInputError | DocumentError):
-        return USAGE_EXIT_CODE
-    code = getattr(error, "exit_code", 1)
-    return code if isinstance(code, int) else 1
+# The exit status of each error family, and of the members that exit otherwise (the table in
+# docs/STORAGE.md). An error exits with the status of the first class along its MRO listed
+# here, so a new member of a family exits as its family does. 10 is the what-if's "a danger
+# class is non-empty", which is no error.
+EXIT_CODES: Mapping[type[LlmBillingError], int] = MappingProxyType(
+    {
+        # Anything not more specific (e.g. ALREADY_EXISTS, PRECONDITION_FAILED).
+        LlmBillingError: 1,
+        # Bad flags and values, and registry/policy files that are not valid.
+        InvalidInputError: USAGE_EXIT_CODE,
+        MissingModelError: 3,
+        MissingPlatformProxyError: 4,
+        MissingByokCredentialError: 5,
+        NotFoundError: 6,
+        # STORE_UNAVAILABLE, and any other store fault not more specific.
+        StoreError: 7,
+        SchemaNotCurrentError: 8,
+        SecretsError: 9,
+    }
+)
+
+
+def exit_code_for(error: LlmBillingError | type[LlmBillingError]) -> int:
+    """The exit status of a typed error: its nearest class in :data:`EXIT_CODES`."""
+    error_type = error if isinstance(error, type) else type(error)
+    return next(EXIT_CODES[cls] for cls in error_type.__mro__ if cls in EXIT_CODES)
 
 
 def main() -> None:

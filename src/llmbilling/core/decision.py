@@ -13,6 +13,7 @@ from llmbilling.core.modes import (
     RungName,
     RungStatus,
 )
+from llmbilling.errors import ErrorCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,7 @@ class TraceEntry:
 
 @dataclass(frozen=True, slots=True)
 class DecisionError:
-    code: str
+    code: ErrorCode
     message: str
 
 
@@ -170,7 +171,7 @@ class BillingDecision:
             "error": (
                 None
                 if outcome.error is None
-                else {"code": outcome.error.code, "message": outcome.error.message}
+                else {"code": outcome.error.code.value, "message": outcome.error.message}
             ),
             "deployment": {
                 "proxy_configured": outcome.deployment.proxy_configured,

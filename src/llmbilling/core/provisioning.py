@@ -12,14 +12,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
-from typing import ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 from llmbilling.core.decision import BillingDecision
 from llmbilling.core.modes import BillingMode, DecisionSource
 from llmbilling.core.registry import CompiledRegistry, ProviderInfo, ProxyEnv
 from llmbilling.core.secrets import SecretScope, SecretValue
-from llmbilling.errors import InvalidInputError, LlmBillingError
+from llmbilling.errors import (
+    InvalidInputError,
+    MissingByokCredentialError,
+    MissingModelError,
+    MissingPlatformProxyError,
+)
 
 CLAUDE_CODE_OAUTH_TOKEN = "CLAUDE_CODE_OAUTH_TOKEN"
 
@@ -48,7 +52,8 @@ _ANTHROPIC_BASE_URL_SOURCES = (PROXY_ANTHROPIC_BASE_URL_ENV, "ANTHROPIC_BASE_URL
 _USAGE_URL_SOURCES = (PROXY_USAGE_URL_ENV,)
 BASE_URL_SETTING = "base URL"
 USAGE_TOKEN_SETTING = "usage token"
-_SETTING_SOURCES = {
+# Where each proxy setting is read from, named in MissingPlatformProxyError's message.
+_SETTING_SOURCES: dict[str, tuple[str, ...]] = {
     BASE_URL_SETTING: _BASE_URL_SOURCES,
     USAGE_TOKEN_SETTING: _USAGE_TOKEN_SOURCES,
 }
@@ -171,81 +176,6 @@ def _secret_text(merged_env: Mapping[str, SecretValue], name: str) -> str | None
     return None if secret is None else secret.value
 
 
-# --- Errors ----------------------------------------------------------------------------------
-
-
-class ProvisionError(LlmBillingError):
-    """No safe env can be built. ``exit_code`` is the CLI's exit status, distinct per subclass."""
-
-    code = "PROVISION_FAILED"
-    exit_code: ClassVar[int] = 1
-
-
-class MissingModelError(ProvisionError):
-    """There is no effective model: the platform never picks one silently."""
-
-    code = "MISSING_MODEL"
-    exit_code: ClassVar[int] = 3
-
-    def __init__(self, workspace_id: str | None = None) -> None:
-        self.workspace_id = workspace_id
-        whose = f"workspace {workspace_id}" if workspace_id else "the workspace"
-        super().__init__(
-            f"no model for {whose}: the request names none, none is stored, and neither"
-            f" {MOLECULE_MODEL_ENV} nor {MODEL_ENV} is set; the platform never picks a model"
-        )
-
-
-class MissingPlatformProxyError(ProvisionError):
-    """``platform_managed`` was decided but the deployment's proxy is not configured.
-
-    ``missing`` holds ``"base URL"`` and/or ``"usage token"``.
-    """
-
-    code = "MISSING_PLATFORM_PROXY"
-    exit_code: ClassVar[int] = 4
-
-    def __init__(self, missing: tuple[str, ...]) -> None:
-        self.missing = missing
-        parts = [
-            f"{setting} ({', else '.join(_SETTING_SOURCES.get(setting, ()))})"
-            for setting in missing
-        ]
-        verb = "is" if len(parts) == 1 else "are"
-        super().__init__(
-            "billing mode platform_managed needs the deployment's metering proxy, but its"
-            f" {' and '.join(parts)} {verb} not set"
-        )
-
-
-class MissingByokCredentialError(ProvisionError):
-    """``byok`` was decided but no credential that would serve the model is present.
-
-    ``provider`` is the derived provider, or None when none was derived (then any registry
-    provider's credential would do); ``satisfying_env`` are the env names, sorted, any one of
-    which (non-blank) would satisfy it.
-    """
-
-    code = "MISSING_BYOK_CREDENTIAL"
-    exit_code: ClassVar[int] = 5
-
-    def __init__(self, provider: str | None, satisfying_env: tuple[str, ...]) -> None:
-        self.provider = provider
-        self.satisfying_env = satisfying_env
-        names = ", ".join(satisfying_env)
-        if provider is None:
-            message = (
-                "billing mode byok needs the workspace's own LLM credential, but none of any"
-                f" registry provider is set; set one of: {names}"
-            )
-        else:
-            message = (
-                f"billing mode byok needs a credential for provider {provider!r}, but none is"
-                f" set; set one of: {names}"
-            )
-        super().__init__(message + " (blank values do not count)")
-
-
 # --- The result ------------------------------------------------------------------------------
 
 
@@ -287,7 +217,7 @@ class ProvisionEnv:
             "stripped": list(self.stripped),
             "foreign_credentials_kept": list(self.foreign_credentials_kept),
             "warnings": list(self.warnings),
-            "decision_error": None if error is None else {"code": error.code},
+            "decision_error": None if error is None else {"code": error.code.value},
         }
 
 
@@ -427,7 +357,7 @@ def _platform_managed_plan(
     base_url = _text(proxy.base_url)
     usage_token = _text(proxy.usage_token)
     if base_url is None or usage_token is None:
-        raise MissingPlatformProxyError(proxy.missing)
+        raise MissingPlatformProxyError({name: _SETTING_SOURCES[name] for name in proxy.missing})
     anthropic_base_url = _text(proxy.anthropic_base_url)
     usage_url = _text(proxy.usage_url)
     inject = {PROXY_BASE_URL_ENV: base_url, PROXY_USAGE_TOKEN_ENV: usage_token}

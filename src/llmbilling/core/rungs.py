@@ -29,9 +29,7 @@ from llmbilling.core.modes import (
     recognize_mode,
 )
 from llmbilling.core.registry import CompiledRegistry
-
-OVERRIDE_READ_FAILED = "OVERRIDE_READ_FAILED"
-REGISTRY_UNAVAILABLE = "REGISTRY_UNAVAILABLE"
+from llmbilling.errors import ErrorCode
 
 _ALLOWED = ", ".join(MODE_VALUES)
 
@@ -140,7 +138,8 @@ def read_override(
         return OverrideReading(_skipped(rung, "no workspace id: pre-provision path"))
     if isinstance(stored, OverrideReadFailure):
         error = DecisionError(
-            OVERRIDE_READ_FAILED, f"could not read the workspace override: {stored.message}"
+            ErrorCode.OVERRIDE_READ_FAILED,
+            f"could not read the workspace override: {stored.message}",
         )
         entry = TraceEntry(
             rung,
@@ -243,7 +242,7 @@ class DerivedProviderRung:
         detail = derived.detail(situation.model)
         if derived.provider is None or registry is None:
             error = (
-                DecisionError(REGISTRY_UNAVAILABLE, detail)
+                DecisionError(ErrorCode.REGISTRY_UNAVAILABLE, detail)
                 if derived.outcome is DerivationOutcome.REGISTRY_UNAVAILABLE
                 else None
             )

@@ -8,24 +8,25 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Connection, Row, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
-
 from llmbilling.core.decision import BillingDecision
 from llmbilling.core.modes import MODE_VALUES, BillingMode, DecisionSource, recognize_mode
-from llmbilling.errors import InvalidInputError
-from llmbilling.service import audit
-from llmbilling.service.audit import AuditContext
-from llmbilling.service.context import ServiceContext, parse_id, reading, writing
-from llmbilling.service.errors import (
+from llmbilling.errors import (
     AlreadyExistsError,
+    InvalidInputError,
     OrgNotFoundError,
     PreconditionFailedError,
     WorkspaceNotFoundError,
 )
+from llmbilling.service import audit
+from llmbilling.service.audit import AuditContext
+from llmbilling.service.context import ServiceContext, parse_id, reading, writing
 from llmbilling.service.resolve import DecisionVersion, decide_from_state
-from llmbilling.store.tables import DEFAULT_RUNTIME, organizations, workspaces
+from llmbilling.store import orgs as stored_orgs
+from llmbilling.store import workspaces as stored_workspaces
+from llmbilling.store.engine import Connection
+from llmbilling.store.orgs import org_exists
 from llmbilling.store.workspace_read import read_workspace_state, read_workspace_states
+from llmbilling.store.workspaces import DEFAULT_RUNTIME, StoredWorkspace
 
 LIST_PAGE_SIZE = 500
 SOURCE_VALUES: tuple[str, ...] = tuple(source.value for source in DecisionSource)
@@ -110,45 +111,38 @@ def create_org(
     new_id = org_id or uuid.uuid4()
     who = audit_context or AuditContext()
     stamp = audit.now()
-    values = {"id": new_id, "name": name, "llm_billing_mode_default": raw_default}
-    try:
-        with writing(context) as connection:
-            connection.execute(
-                insert(organizations).values(**values, created_at=stamp, updated_at=stamp)
-            )
-            audit.record(
-                connection,
-                who,
-                "org.created",
-                org_id=new_id,
-                after={"name": name, "llm_billing_mode_default": raw_default},
-            )
-    except IntegrityError:
-        raise AlreadyExistsError(f"an organization with id {new_id} already exists") from None
+    with writing(context) as connection:
+        if not stored_orgs.insert_org(
+            connection,
+            org_id=new_id,
+            name=name,
+            billing_mode_default_raw=raw_default,
+            stamp=stamp,
+        ):
+            raise AlreadyExistsError(f"an organization with id {new_id} already exists")
+        audit.record(
+            connection,
+            who,
+            "org.created",
+            org_id=new_id,
+            after={"name": name, "llm_billing_mode_default": raw_default},
+        )
     return get_org(context, new_id)
 
 
 def get_org(context: ServiceContext, org_id: str | UUID) -> OrgView:
     parsed = parse_id("org_id", org_id)
-    count = (
-        select(func.count())
-        .select_from(workspaces)
-        .where(workspaces.c.org_id == organizations.c.id)
-        .scalar_subquery()
-    )
     with reading(context) as connection:
-        row = connection.execute(
-            select(organizations, count).where(organizations.c.id == parsed)
-        ).first()
+        row = stored_orgs.read_org(connection, parsed)
     if row is None:
         raise OrgNotFoundError(parsed)
-    raw = row.llm_billing_mode_default
+    raw = row.billing_mode_default_raw
     return OrgView(
         id=row.id,
         name=row.name,
         billing_mode_default_raw=raw,
         billing_mode_default=None if raw is None else recognize_mode(raw.strip().lower()),
-        workspace_count=row[-1],
+        workspace_count=row.workspace_count,
         created_at=row.created_at,
         row_version=row.row_version,
     )
@@ -171,26 +165,16 @@ def set_org_default(
     raw_default = parse_org_default(raw)
     who = audit_context or AuditContext()
     with writing(context) as connection:
-        before = connection.execute(
-            select(organizations.c.llm_billing_mode_default)
-            .where(organizations.c.id == parsed)
-            .with_for_update()
-        ).first()
+        before = stored_orgs.lock_org_default(connection, parsed)
         if before is None:
             raise OrgNotFoundError(parsed)
-        expected = (
-            [] if expected_version is None else [organizations.c.row_version == expected_version]
-        )
-        written = connection.execute(
-            update(organizations)
-            .where(organizations.c.id == parsed, *expected)
-            .values(
-                llm_billing_mode_default=raw_default,
-                updated_at=audit.now(),
-                row_version=organizations.c.row_version + 1,
-            )
-        )
-        if written.rowcount != 1:
+        if not stored_orgs.write_org_default(
+            connection,
+            parsed,
+            raw_default,
+            updated_at=audit.now(),
+            expected_version=expected_version,
+        ):
             raise PreconditionFailedError(f"organization {parsed}")
         audit.record(
             connection,
@@ -199,7 +183,7 @@ def set_org_default(
             if raw_default is not None
             else "org.billing_mode_default_cleared",
             org_id=parsed,
-            before={"llm_billing_mode_default": before[0]},
+            before={"llm_billing_mode_default": before.raw},
             after={"llm_billing_mode_default": raw_default},
         )
     return get_org(context, parsed)
@@ -208,14 +192,14 @@ def set_org_default(
 # --- workspaces ------------------------------------------------------------------------------
 
 
-def _workspace_view(row: Row[Any]) -> WorkspaceView:
+def _workspace_view(row: StoredWorkspace) -> WorkspaceView:
     return WorkspaceView(
         id=row.id,
         org_id=row.org_id,
         name=row.name,
         runtime=row.runtime,
         model=row.model,
-        override=row.llm_billing_mode,
+        override=row.override,
     )
 
 
@@ -272,34 +256,36 @@ def create_workspace(
         "model": model_text,
         "llm_billing_mode": mode,
     }
-    try:
-        with writing(context) as connection:
-            exists = connection.execute(
-                select(organizations.c.id).where(organizations.c.id == parsed_org)
-            ).first()
-            if exists is None:
-                raise OrgNotFoundError(parsed_org)
-            connection.execute(
-                insert(workspaces).values(**values, created_at=stamp, updated_at=stamp)
-            )
-            after = {k: v for k, v in values.items() if k not in ("id", "org_id")}
-            audit.record(
-                connection,
-                who,
-                "workspace.created",
-                org_id=parsed_org,
-                workspace_id=new_id,
-                after=after,
-            )
-    except IntegrityError:
-        raise AlreadyExistsError(f"a workspace with id {new_id} already exists") from None
+    with writing(context) as connection:
+        if not org_exists(connection, parsed_org):
+            raise OrgNotFoundError(parsed_org)
+        if not stored_workspaces.insert_workspace(
+            connection,
+            workspace_id=new_id,
+            org_id=parsed_org,
+            name=name,
+            runtime=runtime_id,
+            model=model_text,
+            override=mode,
+            stamp=stamp,
+        ):
+            raise AlreadyExistsError(f"a workspace with id {new_id} already exists")
+        after = {k: v for k, v in values.items() if k not in ("id", "org_id")}
+        audit.record(
+            connection,
+            who,
+            "workspace.created",
+            org_id=parsed_org,
+            workspace_id=new_id,
+            after=after,
+        )
     return get_workspace(context, new_id)
 
 
 def get_workspace(context: ServiceContext, workspace_id: str | UUID) -> WorkspaceView:
     parsed = parse_id("workspace_id", workspace_id)
     with reading(context) as connection:
-        row = connection.execute(select(workspaces).where(workspaces.c.id == parsed)).first()
+        row = stored_workspaces.read_workspace(connection, parsed)
     if row is None:
         raise WorkspaceNotFoundError(parsed)
     return _workspace_view(row)
@@ -325,35 +311,16 @@ def set_override(
     new_mode = None if mode is None else parse_override(mode).value
     who = audit_context or AuditContext()
     with writing(context) as connection:
-        row = connection.execute(
-            select(workspaces.c.org_id, workspaces.c.llm_billing_mode)
-            .where(workspaces.c.id == parsed)
-            .with_for_update()
-        ).first()
+        row = stored_workspaces.lock_override(connection, parsed)
         if row is None:
             raise WorkspaceNotFoundError(parsed)
-        expected: list[ColumnElement[bool]] = []
+        expected: tuple[int, int] | None = None
         if expected_version is not None:
             _require_decision_version(context, connection, parsed, expected_version)
-            org_version = (
-                select(organizations.c.row_version)
-                .where(organizations.c.id == workspaces.c.org_id)
-                .scalar_subquery()
-            )
-            expected = [
-                workspaces.c.row_version == expected_version.workspace_version,
-                org_version == expected_version.org_version,
-            ]
-        written = connection.execute(
-            update(workspaces)
-            .where(workspaces.c.id == parsed, *expected)
-            .values(
-                llm_billing_mode=new_mode,
-                updated_at=audit.now(),
-                row_version=workspaces.c.row_version + 1,
-            )
-        )
-        if written.rowcount != 1:
+            expected = (expected_version.workspace_version, expected_version.org_version)
+        if not stored_workspaces.write_override(
+            connection, parsed, new_mode, updated_at=audit.now(), expected_versions=expected
+        ):
             raise PreconditionFailedError(f"the decision of workspace {parsed}")
         audit.record(
             connection,
@@ -361,7 +328,7 @@ def set_override(
             "workspace.override_set" if new_mode is not None else "workspace.override_cleared",
             org_id=row.org_id,
             workspace_id=parsed,
-            before={"llm_billing_mode": row.llm_billing_mode},
+            before={"llm_billing_mode": row.override},
             after={"llm_billing_mode": new_mode},
         )
     return get_workspace(context, parsed)

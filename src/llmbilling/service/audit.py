@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Row, insert, select
-
 from llmbilling.errors import InvalidInputError
 from llmbilling.service.context import ServiceContext, reading
-from llmbilling.store.tables import audit_log
+from llmbilling.store.audit import AuditEntry, insert_entry, select_entries
+from llmbilling.store.engine import Connection
 
 
 def default_actor() -> str:
@@ -51,52 +50,19 @@ def record(
     before: Mapping[str, Any] | None = None,
     after: Mapping[str, Any] | None = None,
 ) -> None:
-    """Append one entry inside the caller's transaction."""
-    connection.execute(
-        insert(audit_log).values(
-            occurred_at=now(),
-            actor=audit.actor,
-            action=action,
-            org_id=org_id,
-            workspace_id=workspace_id,
-            before=None if before is None else dict(before),
-            after=None if after is None else dict(after),
-            request_id=audit.request_id,
-        )
+    """Append one entry inside the caller's transaction: it is written if and only if the
+    change it records commits."""
+    insert_entry(
+        connection,
+        occurred_at=now(),
+        actor=audit.actor,
+        action=action,
+        org_id=org_id,
+        workspace_id=workspace_id,
+        before=before,
+        after=after,
+        request_id=audit.request_id,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One entry as recorded. ``occurred_at`` is in UTC."""
-
-    id: int
-    occurred_at: datetime
-    actor: str
-    action: str
-    org_id: UUID | None
-    workspace_id: UUID | None
-    before: Mapping[str, Any] | None
-    after: Mapping[str, Any] | None
-    request_id: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "occurred_at": self.occurred_at.isoformat(),
-            "actor": self.actor,
-            "action": self.action,
-            "org_id": None if self.org_id is None else str(self.org_id),
-            "workspace_id": None if self.workspace_id is None else str(self.workspace_id),
-            "before": None if self.before is None else dict(self.before),
-            "after": None if self.after is None else dict(self.after),
-            "request_id": self.request_id,
-        }
-
-
-def as_utc(moment: datetime) -> datetime:
-    """A stored timestamp in UTC. SQLite hands back naive values, written in UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def list_entries(
@@ -116,19 +82,18 @@ def list_entries(
     """
     if limit < 1:
         raise InvalidInputError("limit", "must be at least 1")
-    statement = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
-    if org_id is not None:
-        statement = statement.where(audit_log.c.org_id == org_id)
-    if workspace_id is not None:
-        statement = statement.where(audit_log.c.workspace_id == workspace_id)
-    if since is not None:
-        statement = statement.where(audit_log.c.occurred_at >= _aware("since", since))
-    if until is not None:
-        statement = statement.where(audit_log.c.occurred_at < _aware("until", until))
-    if before_id is not None:
-        statement = statement.where(audit_log.c.id < before_id)
+    since = None if since is None else _aware("since", since)
+    until = None if until is None else _aware("until", until)
     with reading(context) as connection:
-        return [_entry(row) for row in connection.execute(statement)]
+        return select_entries(
+            connection,
+            org_id=org_id,
+            workspace_id=workspace_id,
+            since=since,
+            until=until,
+            before_id=before_id,
+            limit=limit,
+        )
 
 
 def _aware(field_name: str, moment: datetime) -> datetime:
@@ -138,17 +103,3 @@ def _aware(field_name: str, moment: datetime) -> datetime:
         return moment.astimezone(UTC)
     except OverflowError:
         raise InvalidInputError(field_name, "is outside the representable range") from None
-
-
-def _entry(row: Row[Any]) -> AuditEntry:
-    return AuditEntry(
-        id=row.id,
-        occurred_at=as_utc(row.occurred_at),
-        actor=row.actor,
-        action=row.action,
-        org_id=row.org_id,
-        workspace_id=row.workspace_id,
-        before=row.before,
-        after=row.after,
-        request_id=row.request_id,
-    )

@@ -9,9 +9,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-
 from llmbilling.config.policy import load_policy
 from llmbilling.config.registry import load_registry
 from llmbilling.config.settings import Settings
@@ -20,8 +17,7 @@ from llmbilling.core.provisioning import ProxySettings
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.errors import InvalidInputError, RegistryError
 from llmbilling.store.crypto import KeyRing, key_ring_from_settings
-from llmbilling.store.engine import Store, describe_database_error, open_store
-from llmbilling.store.errors import StoreUnavailableError
+from llmbilling.store.engine import Connection, Store, open_store
 from llmbilling.store.migrate import ensure_schema
 
 log = logging.getLogger(__name__)
@@ -143,28 +139,23 @@ def check_env_name(field: str, name: str) -> str:
 
 @contextmanager
 def writing(context: ServiceContext) -> Iterator[Connection]:
-    """One write transaction. Database failures become :class:`StoreUnavailableError`;
-    integrity errors (a duplicate id) propagate for the use case to name."""
-    try:
-        with context.store.engine.begin() as connection:
-            yield connection
-    except IntegrityError:
-        raise
-    except SQLAlchemyError as error:
-        raise StoreUnavailableError(describe_database_error(error, context.store.url)) from None
+    """One write transaction (:meth:`Store.transaction`). Database failures become
+    :class:`StoreUnavailableError`; integrity errors (a duplicate id) propagate for the use
+    case to name."""
+    with context.store.transaction() as connection:
+        yield connection
 
 
 @contextmanager
 def reading(context: ServiceContext) -> Iterator[Connection]:
-    """One autocommit read connection; failures become :class:`StoreUnavailableError`."""
-    with translated_store_errors(context), context.store.read_engine.connect() as connection:
+    """One autocommit read connection (:meth:`Store.connection`); failures become
+    :class:`StoreUnavailableError`."""
+    with context.store.connection() as connection:
         yield connection
 
 
 @contextmanager
 def translated_store_errors(context: ServiceContext) -> Iterator[None]:
     """Database failures inside become :class:`StoreUnavailableError` (sanitized message)."""
-    try:
+    with context.store.translated_errors():
         yield
-    except SQLAlchemyError as error:
-        raise StoreUnavailableError(describe_database_error(error, context.store.url)) from None

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
-from llmbilling.errors import InvalidInputError
+from llmbilling.errors import AlreadyExistsError, InvalidInputError
 from llmbilling.service import audit
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext, writing
-from llmbilling.service.errors import AlreadyExistsError
-from llmbilling.store.seed import FleetCounts, first_org_id, seed_fleet
-from llmbilling.store.tables import organizations
+from llmbilling.store.seed import FleetCounts, seed_fleet, seed_taken
 
 
 def seed_demo_fleet(
@@ -30,10 +26,7 @@ def seed_demo_fleet(
     key_ring = context.key_ring
     who = audit_context or AuditContext()
     with writing(context) as connection:
-        taken = connection.execute(
-            select(organizations.c.id).where(organizations.c.id == first_org_id(registry, seed))
-        ).first()
-        if taken is not None:
+        if seed_taken(connection, registry, seed):
             raise AlreadyExistsError(
                 f"the demo fleet of seed {seed} is already in the store; use another --seed"
             )

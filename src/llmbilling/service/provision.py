@@ -11,33 +11,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
-
 from llmbilling.core.modes import BillingMode
-from llmbilling.core.provisioning import (
-    MissingModelError,
-    ProvisionEnv,
-    build_provision_env,
-    effective_model,
-)
+from llmbilling.core.provisioning import ProvisionEnv, build_provision_env, effective_model
 from llmbilling.core.secrets import merge_secret_scopes
+from llmbilling.errors import MissingModelError, WorkspaceNotFoundError
 from llmbilling.service import audit
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext, parse_id
-from llmbilling.service.errors import WorkspaceNotFoundError
 from llmbilling.service.resolve import decide
-from llmbilling.store.crypto import EncryptedValue, KeyRing, SecretLocation
-from llmbilling.store.engine import describe_database_error
-from llmbilling.store.errors import StoreUnavailableError
-from llmbilling.store.tables import (
-    DEFAULT_RUNTIME,
-    org_secrets,
-    provisions,
-    workspace_secrets,
-    workspaces,
-)
+from llmbilling.store import workspaces as stored_workspaces
+from llmbilling.store.crypto import KeyRing, SecretLocation
+from llmbilling.store.engine import Connection
+from llmbilling.store.provisions import insert_provision, latest_provision_mode
+from llmbilling.store.secrets import sealed_values
 from llmbilling.store.workspace_read import WorkspaceState, read_workspace_state
+from llmbilling.store.workspaces import DEFAULT_RUNTIME
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +65,9 @@ def provision_workspace(
     parsed = parse_id("workspace_id", workspace_id)
     context.require_registry()
     who = audit_context or AuditContext()
-    try:
-        with context.store.engine.begin() as connection:
-            return _provision(context, connection, parsed, request_model, who)
-    except SQLAlchemyError as error:
-        raise StoreUnavailableError(describe_database_error(error, context.store.url)) from None
+    # Every database failure, an integrity error included, is StoreUnavailableError here.
+    with context.store.translated_errors(), context.store.engine.begin() as connection:
+        return _provision(context, connection, parsed, request_model, who)
 
 
 def _provision(
@@ -91,10 +77,7 @@ def _provision(
     request_model: str | None,
     who: AuditContext,
 ) -> ProvisionResult:
-    if connection.dialect.name == "postgresql":
-        connection.execute(
-            select(workspaces.c.id).where(workspaces.c.id == workspace_id).with_for_update()
-        )
+    stored_workspaces.lock_for_provisioning(connection, workspace_id)
     state = read_workspace_state(connection, workspace_id)
     if state is None:
         raise WorkspaceNotFoundError(workspace_id)
@@ -117,12 +100,7 @@ def _provision(
     if requested and requested != state.model:
         _persist_model(connection, who, state, requested)
 
-    previous = connection.execute(
-        select(provisions.c.mode)
-        .where(provisions.c.workspace_id == workspace_id)
-        .order_by(provisions.c.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
+    previous = latest_provision_mode(connection, workspace_id)
     flipped_from = (
         BillingMode(previous) if previous is not None and previous != decision.mode else None
     )
@@ -135,16 +113,19 @@ def _provision(
         "registry_version": decision.versions.registry,
         "flipped_from": None if flipped_from is None else flipped_from.value,
     }
-    provision_id = connection.execute(
-        insert(provisions)
-        .values(
-            workspace_id=workspace_id,
-            provisioned_at=audit.now(),
-            request_id=who.request_id,
-            **record,
-        )
-        .returning(provisions.c.id)
-    ).scalar_one()
+    provision_id = insert_provision(
+        connection,
+        workspace_id=workspace_id,
+        provisioned_at=audit.now(),
+        request_id=who.request_id,
+        mode=decision.mode.value,
+        source=decision.source.value,
+        provider=decision.provider,
+        model=model,
+        policy_version=decision.versions.policy,
+        registry_version=decision.versions.registry,
+        flipped_from=None if flipped_from is None else flipped_from.value,
+    )
     audit.record(
         connection,
         who,
@@ -169,30 +150,13 @@ def _provision(
 def _decrypted_secrets(
     connection: Connection, key_ring: KeyRing, state: WorkspaceState
 ) -> tuple[Mapping[str, str], Mapping[str, str]]:
-    org_rows = connection.execute(
-        select(org_secrets.c.key, org_secrets.c.ciphertext, org_secrets.c.key_version).where(
-            org_secrets.c.org_id == state.org_id
-        )
-    ).all()
-    workspace_rows = connection.execute(
-        select(
-            workspace_secrets.c.key,
-            workspace_secrets.c.ciphertext,
-            workspace_secrets.c.key_version,
-        ).where(workspace_secrets.c.workspace_id == state.workspace_id)
-    ).all()
     org_values = {
-        name: key_ring.decrypt(
-            EncryptedValue(ciphertext, version), SecretLocation("org", state.org_id, name)
-        )
-        for name, ciphertext, version in org_rows
+        name: key_ring.decrypt(sealed, SecretLocation("org", state.org_id, name))
+        for name, sealed in sealed_values(connection, "org", state.org_id)
     }
     workspace_values = {
-        name: key_ring.decrypt(
-            EncryptedValue(ciphertext, version),
-            SecretLocation("workspace", state.workspace_id, name),
-        )
-        for name, ciphertext, version in workspace_rows
+        name: key_ring.decrypt(sealed, SecretLocation("workspace", state.workspace_id, name))
+        for name, sealed in sealed_values(connection, "workspace", state.workspace_id)
     }
     return org_values, workspace_values
 
@@ -201,11 +165,7 @@ def _persist_model(
     connection: Connection, who: AuditContext, state: WorkspaceState, model: str
 ) -> None:
     # Later reads and re-provisions without a request model must decide on this model too.
-    connection.execute(
-        update(workspaces)
-        .where(workspaces.c.id == state.workspace_id)
-        .values(model=model, updated_at=audit.now(), row_version=workspaces.c.row_version + 1)
-    )
+    stored_workspaces.set_model(connection, state.workspace_id, model, updated_at=audit.now())
     audit.record(
         connection,
         who,

@@ -11,17 +11,13 @@ import json
 from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from llmbilling.core.decision import BillingDecision, OverrideReadFailure, ResolutionInput
 from llmbilling.core.provisioning import effective_model
 from llmbilling.core.resolve import resolve_billing_mode
 from llmbilling.core.secrets import SecretValue, merge_secret_scopes
-from llmbilling.errors import LlmBillingError
+from llmbilling.errors import LlmBillingError, StoreUnavailableError, WorkspaceNotFoundError
 from llmbilling.service.context import ServiceContext, parse_id
-from llmbilling.service.errors import WorkspaceNotFoundError
 from llmbilling.store.crypto import SecretLocation
-from llmbilling.store.engine import describe_database_error
 from llmbilling.store.loop_reader import LoopReader
 from llmbilling.store.workspace_read import (
     SealedSecret,
@@ -102,9 +98,9 @@ def read_decision(context: ServiceContext, workspace_id: str | UUID) -> StoredDe
     same single statement); raises and falls back exactly as it does."""
     parsed = parse_id("workspace_id", workspace_id)
     try:
-        with context.store.read_engine.connect() as connection:
+        with context.store.connection() as connection:
             state = read_workspace_state(connection, parsed)
-    except SQLAlchemyError as error:
+    except StoreUnavailableError as error:
         return _unreadable(context, parsed, error)
     return _decided(context, parsed, state)
 
@@ -115,8 +111,9 @@ async def read_decision_on_loop(
     """:func:`read_decision` for a coroutine: the state is read through ``reader`` (no thread
     hand-off); it raises and falls back exactly as :func:`read_decision` does."""
     try:
-        state = await read_workspace_state_on_loop(reader, workspace_id)
-    except SQLAlchemyError as error:
+        with context.store.translated_errors():
+            state = await read_workspace_state_on_loop(reader, workspace_id)
+    except StoreUnavailableError as error:
         return _unreadable(context, workspace_id, error)
     return _decided(context, workspace_id, state)
 
@@ -130,10 +127,9 @@ def _decided(
 
 
 def _unreadable(
-    context: ServiceContext, workspace_id: UUID, error: SQLAlchemyError
+    context: ServiceContext, workspace_id: UUID, error: StoreUnavailableError
 ) -> StoredDecision:
-    message = describe_database_error(error, context.store.url)
-    return StoredDecision(unreadable_decision(context, workspace_id, message), None)
+    return StoredDecision(unreadable_decision(context, workspace_id, error.message), None)
 
 
 def decide_from_state(context: ServiceContext, state: WorkspaceState) -> BillingDecision:

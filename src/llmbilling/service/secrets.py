@@ -11,10 +11,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Table, func, insert, select, update
-
 from llmbilling.core.provisioning import PLATFORM_ENV_PREFIX
-from llmbilling.errors import InvalidInputError, LlmBillingError
+from llmbilling.errors import (
+    InvalidInputError,
+    LlmBillingError,
+    OrgNotFoundError,
+    WorkspaceNotFoundError,
+)
 from llmbilling.service import audit
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import (
@@ -24,9 +27,9 @@ from llmbilling.service.context import (
     reading,
     writing,
 )
-from llmbilling.service.errors import OrgNotFoundError, WorkspaceNotFoundError
-from llmbilling.store.crypto import EncryptedValue, SecretLocation, SecretScopeName
-from llmbilling.store.tables import org_secrets, organizations, workspace_secrets, workspaces
+from llmbilling.store import secrets as stored_secrets
+from llmbilling.store.crypto import SecretLocation, SecretScopeName
+from llmbilling.store.engine import Connection
 
 ROTATION_BATCH_SIZE = 500
 SCOPES: tuple[SecretScopeName, ...] = ("org", "workspace")
@@ -52,19 +55,6 @@ class SecretInfo:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class _ScopeTables:
-    secrets: Table
-    owners: Table
-    owner_column: str
-
-
-_TABLES: dict[SecretScopeName, _ScopeTables] = {
-    "org": _ScopeTables(org_secrets, organizations, "org_id"),
-    "workspace": _ScopeTables(workspace_secrets, workspaces, "workspace_id"),
-}
-
-
 def _owner_not_found(scope: SecretScopeName, owner_id: UUID) -> LlmBillingError:
     return OrgNotFoundError(owner_id) if scope == "org" else WorkspaceNotFoundError(owner_id)
 
@@ -87,40 +77,16 @@ def set_secret(
     check_env_name("name", name)
     if name.startswith(PLATFORM_ENV_PREFIX):
         raise InvalidInputError("name", f"{PLATFORM_ENV_PREFIX}* names belong to the platform")
-    tables = _TABLES[scope]
-    owner_key = tables.secrets.c[tables.owner_column]
     sealed = context.key_ring.encrypt(value, SecretLocation(scope, owner, name))
     who = audit_context or AuditContext()
     stamp = audit.now()
     with writing(context) as connection:
         org_id = _owner_org_id(connection, scope, owner)
-        previous = connection.execute(
-            select(tables.secrets.c.key_version).where(
-                owner_key == owner, tables.secrets.c.key == name
-            )
-        ).first()
+        previous = stored_secrets.stored_key_version(connection, scope, owner, name)
         if previous is None:
-            connection.execute(
-                insert(tables.secrets).values(
-                    {
-                        tables.owner_column: owner,
-                        "key": name,
-                        "ciphertext": sealed.ciphertext,
-                        "key_version": sealed.key_version,
-                        "updated_at": stamp,
-                    }
-                )
-            )
+            stored_secrets.insert_secret(connection, scope, owner, name, sealed, stamp)
         else:
-            connection.execute(
-                update(tables.secrets)
-                .where(owner_key == owner, tables.secrets.c.key == name)
-                .values(
-                    ciphertext=sealed.ciphertext,
-                    key_version=sealed.key_version,
-                    updated_at=stamp,
-                )
-            )
+            stored_secrets.replace_secret(connection, scope, owner, name, sealed, stamp)
         audit.record(
             connection,
             who,
@@ -129,7 +95,7 @@ def set_secret(
             workspace_id=owner if scope == "workspace" else None,
             before=None
             if previous is None
-            else {"name": name, "scope": scope, "key_version": previous[0]},
+            else {"name": name, "scope": scope, "key_version": previous},
             after={"name": name, "scope": scope, "key_version": sealed.key_version},
         )
     return SecretInfo(name, scope, owner, sealed.key_version, stamp)
@@ -137,11 +103,7 @@ def set_secret(
 
 def _owner_org_id(connection: Connection, scope: SecretScopeName, owner: UUID) -> UUID:
     """The org a secret's owner belongs to; raises the owner's not-found error."""
-    tables = _TABLES[scope]
-    column = tables.owners.c.id if scope == "org" else tables.owners.c.org_id
-    org_id: UUID | None = connection.execute(
-        select(column).where(tables.owners.c.id == owner)
-    ).scalar_one_or_none()
+    org_id = stored_secrets.owner_org_id(connection, scope, owner)
     if org_id is None:
         raise _owner_not_found(scope, owner)
     return org_id
@@ -152,16 +114,10 @@ def list_secrets(
 ) -> list[SecretInfo]:
     """Names, scope and key version of one owner's secrets, by name. Never values."""
     owner = parse_id(f"{scope}_id", owner_id)
-    tables = _TABLES[scope]
-    owner_key = tables.secrets.c[tables.owner_column]
     with reading(context) as connection:
         _owner_org_id(connection, scope, owner)
-        rows = connection.execute(
-            select(tables.secrets.c.key, tables.secrets.c.key_version, tables.secrets.c.updated_at)
-            .where(owner_key == owner)
-            .order_by(tables.secrets.c.key)
-        ).all()
-    return [SecretInfo(name, scope, owner, version, stamp) for name, version, stamp in rows]
+        rows = stored_secrets.secret_names(connection, scope, owner)
+    return [SecretInfo(row.name, scope, owner, row.key_version, row.updated_at) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,32 +151,16 @@ def rotate_secrets(
     rotated: dict[str, int] = dict.fromkeys(SCOPES, 0)
     batches = 0
     for scope in SCOPES:
-        tables = _TABLES[scope]
-        secrets = tables.secrets
-        owner_key = secrets.c[tables.owner_column]
         while max_batches is None or batches < max_batches:
             with writing(context) as connection:
-                rows = connection.execute(
-                    select(owner_key, secrets.c.key, secrets.c.ciphertext, secrets.c.key_version)
-                    .where(secrets.c.key_version != newest)
-                    .order_by(owner_key, secrets.c.key)
-                    .limit(batch_size)
-                ).all()
+                rows = stored_secrets.secrets_not_under(connection, scope, newest, batch_size)
                 if not rows:
                     break
-                for owner, name, ciphertext, version in rows:
-                    location = SecretLocation(scope, owner, name)
-                    plaintext = key_ring.decrypt(EncryptedValue(ciphertext, version), location)
+                for row in rows:
+                    location = SecretLocation(scope, row.owner_id, row.name)
+                    plaintext = key_ring.decrypt(row.sealed, location)
                     resealed = key_ring.encrypt(plaintext, location)
-                    connection.execute(
-                        update(secrets)
-                        .where(
-                            owner_key == owner,
-                            secrets.c.key == name,
-                            secrets.c.key_version == version,
-                        )
-                        .values(ciphertext=resealed.ciphertext, key_version=resealed.key_version)
-                    )
+                    stored_secrets.reseal_if_unchanged(connection, scope, row, resealed)
                 audit.record(
                     connection,
                     who,
@@ -238,8 +178,5 @@ def pending_rotation(context: ServiceContext) -> int:
     total = 0
     with reading(context) as connection:
         for scope in SCOPES:
-            secrets = _TABLES[scope].secrets
-            total += connection.execute(
-                select(func.count()).select_from(secrets).where(secrets.c.key_version != newest)
-            ).scalar_one()
+            total += stored_secrets.count_not_under(connection, scope, newest)
     return total

@@ -15,12 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Row, bindparam, insert, select, update
-
-from llmbilling.errors import InvalidInputError, LlmBillingError
+from llmbilling.errors import InvalidInputError, OrgNotFoundError, TokenNotFoundError
 from llmbilling.service import audit
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import (
@@ -30,9 +28,10 @@ from llmbilling.service.context import (
     translated_store_errors,
     writing,
 )
-from llmbilling.service.errors import NOT_FOUND_EXIT, OrgNotFoundError
+from llmbilling.store import tokens as stored_tokens
 from llmbilling.store.loop_reader import LoopReader
-from llmbilling.store.tables import api_tokens, organizations
+from llmbilling.store.orgs import org_exists
+from llmbilling.store.tokens import StoredToken
 from llmbilling.store.workspace_read import as_uuid
 
 TOKEN_PREFIX = "llmb_"
@@ -51,17 +50,6 @@ class Scope(StrEnum):
 
 
 SCOPE_VALUES: tuple[str, ...] = tuple(scope.value for scope in Scope)
-
-
-class TokenNotFoundError(LlmBillingError):
-    """No token has this id."""
-
-    code = "TOKEN_NOT_FOUND"
-    exit_code: ClassVar[int] = NOT_FOUND_EXIT
-
-    def __init__(self, token_id: UUID) -> None:
-        self.token_id = token_id
-        super().__init__(f"no token with id {token_id}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,21 +127,16 @@ def create_token(
     )
     who = audit_context or AuditContext()
     with writing(context) as connection:
-        if parsed_org is not None:
-            exists = connection.execute(
-                select(organizations.c.id).where(organizations.c.id == parsed_org)
-            ).first()
-            if exists is None:
-                raise OrgNotFoundError(parsed_org)
-        connection.execute(
-            insert(api_tokens).values(
-                id=info.id,
-                name=label,
-                scope=parsed_scope.value,
-                org_id=parsed_org,
-                token_hash=hash_token(token),
-                created_at=info.created_at,
-            )
+        if parsed_org is not None and not org_exists(connection, parsed_org):
+            raise OrgNotFoundError(parsed_org)
+        stored_tokens.insert_token(
+            connection,
+            token_id=info.id,
+            name=label,
+            scope=parsed_scope.value,
+            org_id=parsed_org,
+            token_hash=hash_token(token),
+            created_at=info.created_at,
         )
         audit.record(connection, who, "token.created", org_id=parsed_org, after=_audited(info))
     return IssuedToken(info, token)
@@ -161,11 +144,9 @@ def create_token(
 
 def list_tokens(context: ServiceContext, *, org_id: str | UUID | None = None) -> list[TokenInfo]:
     """Every token (revoked ones included), oldest first; optionally of one org only."""
-    statement = select(api_tokens).order_by(api_tokens.c.created_at, api_tokens.c.id)
-    if org_id is not None:
-        statement = statement.where(api_tokens.c.org_id == parse_id("org_id", org_id))
+    parsed_org = None if org_id is None else parse_id("org_id", org_id)
     with reading(context) as connection:
-        return [_info(row) for row in connection.execute(statement)]
+        return [_info(row) for row in stored_tokens.select_tokens(connection, parsed_org)]
 
 
 def revoke_token(
@@ -175,17 +156,13 @@ def revoke_token(
     parsed = parse_id("token_id", token_id)
     who = audit_context or AuditContext()
     with writing(context) as connection:
-        row = connection.execute(
-            select(api_tokens).where(api_tokens.c.id == parsed).with_for_update()
-        ).first()
+        row = stored_tokens.lock_token(connection, parsed)
         if row is None:
             raise TokenNotFoundError(parsed)
         if row.revoked_at is not None:
             return _info(row)
         stamp = audit.now()
-        connection.execute(
-            update(api_tokens).where(api_tokens.c.id == parsed).values(revoked_at=stamp)
-        )
+        stored_tokens.set_revoked_at(connection, parsed, stamp)
         audit.record(
             connection,
             who,
@@ -206,12 +183,6 @@ class ActiveToken:
     org_id: UUID | None
 
 
-# The unique index on token_hash finds the row; revoked tokens are filtered in the same read.
-_ACTIVE_TOKEN_BY_HASH = select(
-    api_tokens.c.id, api_tokens.c.scope, api_tokens.c.org_id, api_tokens.c.token_hash
-).where(api_tokens.c.token_hash == bindparam("token_hash"), api_tokens.c.revoked_at.is_(None))
-
-
 def verify_token(context: ServiceContext, token: str) -> ActiveToken | None:
     """The active token ``token`` is, or None. Raises ``StoreUnavailableError`` when the
     store cannot answer (callers decide what an outage means for them)."""
@@ -219,7 +190,7 @@ def verify_token(context: ServiceContext, token: str) -> ActiveToken | None:
     if presented is None:
         return None
     with reading(context) as connection:
-        row = connection.execute(_ACTIVE_TOKEN_BY_HASH, {"token_hash": presented}).first()
+        row = stored_tokens.active_token_row(connection, presented)
     return _active(row, presented)
 
 
@@ -231,7 +202,7 @@ async def verify_token_on_loop(
     if presented is None:
         return None
     with translated_store_errors(context):
-        row = await reader.first(_ACTIVE_TOKEN_BY_HASH, {"token_hash": presented})
+        row = await stored_tokens.active_token_row_on_loop(reader, presented)
     return _active(row, presented)
 
 
@@ -243,7 +214,8 @@ def _presented_hash(token: str) -> str | None:
 
 
 def _active(row: Sequence[Any] | None, presented: str) -> ActiveToken | None:
-    """An :data:`_ACTIVE_TOKEN_BY_HASH` row, typed or as the driver gives it."""
+    """An active-token row (``store.tokens.active_token_row``), typed or as the driver
+    gives it."""
     if row is None:
         return None
     token_id, scope, org_id, token_hash = row
@@ -253,7 +225,7 @@ def _active(row: Sequence[Any] | None, presented: str) -> ActiveToken | None:
     return ActiveToken(as_uuid(token_id), Scope(scope), None if org_id is None else as_uuid(org_id))
 
 
-def _info(row: Row[Any]) -> TokenInfo:
+def _info(row: StoredToken) -> TokenInfo:
     return TokenInfo(
         id=row.id,
         name=row.name,

@@ -13,39 +13,22 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
-
 from llmbilling.core.derivation import derivation_key
 from llmbilling.core.policy import CompiledPolicy
 from llmbilling.core.provisioning import effective_model
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.core.resolve import relevant_auth_env
 from llmbilling.core.whatif import Change, Configuration, WhatIfReport, WhatIfTally, compare
-from llmbilling.errors import InvalidInputError, LlmBillingError
+from llmbilling.errors import LlmBillingError
 from llmbilling.service.context import ServiceContext, parse_id
 from llmbilling.service.resolve import sealed_effective_model, stored_inputs, unreadable_inputs
-from llmbilling.store.engine import describe_database_error
-from llmbilling.store.errors import StoreUnavailableError
-from llmbilling.store.tables import workspaces
-from llmbilling.store.workspace_read import (
-    as_uuid,
-    read_fleet_page,
-    split_secret_names,
-    unpack_model_secrets,
-)
+from llmbilling.store import fleet
+from llmbilling.store.workspace_read import as_uuid, split_secret_names, unpack_model_secrets
 
 WHATIF_PAGE_SIZE = 5000
 # Distinct stored-input combinations remembered at once; the memo is dropped when full, which
 # bounds memory whatever the fleet's variety (a dropped entry is only recomputed).
 MEMO_LIMIT = 100_000
-
-
-class ProposalInvalidError(InvalidInputError):
-    """A proposed policy or registry is well-formed but not a valid document; ``field`` is the
-    path inside it."""
-
-    code = "PROPOSAL_INVALID"
 
 
 def current_configuration(context: ServiceContext) -> Configuration:
@@ -66,31 +49,18 @@ def proposed_configuration(
 
 
 def count_workspaces(context: ServiceContext, org_id: str | UUID | None = None) -> int:
-    statement = select(func.count()).select_from(workspaces)
-    if org_id is not None:
-        statement = statement.where(workspaces.c.org_id == parse_id("org_id", org_id))
-    try:
-        with context.store.read_engine.connect() as connection:
-            return int(connection.execute(statement).scalar_one())
-    except SQLAlchemyError as error:
-        raise StoreUnavailableError(describe_database_error(error, context.store.url)) from None
+    """How many workspaces are stored (of one org, if given); ``StoreUnavailableError`` when
+    the store fails."""
+    return fleet.count_workspaces(
+        context.store, None if org_id is None else parse_id("org_id", org_id)
+    )
 
 
 def stream_fleet_rows(
     context: ServiceContext, org_id: UUID | None = None, page_size: int = WHATIF_PAGE_SIZE
 ) -> Iterator[Sequence[Any]]:
     """Every stored workspace's raw row (of one org, if given) in id order, page by page."""
-    after: UUID | None = None
-    try:
-        with context.store.read_engine.connect() as connection:
-            while True:
-                page = read_fleet_page(connection, org_id=org_id, after=after, limit=page_size)
-                yield from page
-                if len(page) < page_size:
-                    return
-                after = as_uuid(page[-1][0])
-    except SQLAlchemyError as error:
-        raise StoreUnavailableError(describe_database_error(error, context.store.url)) from None
+    return fleet.fleet_rows(context.store, org_id, page_size)
 
 
 def run_whatif(

@@ -20,22 +20,13 @@ from typing import Any
 from uuid import UUID
 
 from llmbilling.core.whatif import Configuration, WhatIfReport
-from llmbilling.errors import LlmBillingError
+from llmbilling.errors import ErrorCode, LlmBillingError
 from llmbilling.service import audit
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext, writing
 from llmbilling.service.whatif import count_workspaces, run_whatif
 
 log = logging.getLogger(__name__)
-
-
-class WhatIfJobNotFoundError(LlmBillingError):
-    """No such job in this process (never started, or no longer kept), or not the caller's."""
-
-    code = "WHATIF_JOB_NOT_FOUND"
-
-    def __init__(self, job_id: UUID) -> None:
-        super().__init__(f"no what-if job {job_id}")
 
 
 class JobState(StrEnum):
@@ -56,7 +47,7 @@ class WhatIfJob:
     total: int | None
     created_at: datetime
     finished_at: datetime | None = None
-    error_code: str | None = None
+    error_code: ErrorCode | None = None
     error_message: str | None = None
 
 
@@ -138,7 +129,7 @@ class WhatIfJobs:
             if job is not None:
                 self._jobs[job_id] = replace(job, **changes)
 
-    def _fail(self, job_id: UUID, code: str, message: str) -> None:
+    def _fail(self, job_id: UUID, code: ErrorCode, message: str) -> None:
         self._update(
             job_id,
             state=JobState.FAILED,
@@ -166,7 +157,9 @@ class WhatIfJobs:
         except Exception:
             # A bug, not an outcome: keep the job from looking alive forever, log the details.
             log.exception("what-if job %s failed", job_id)
-            self._fail(job_id, "INTERNAL_ERROR", "the what-if failed unexpectedly; see the logs")
+            self._fail(
+                job_id, ErrorCode.INTERNAL_ERROR, "the what-if failed unexpectedly; see the logs"
+            )
             return
         with self._lock:
             self._reports[job_id] = report

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import make_url
 
 from llmbilling.config.settings import Settings
-from llmbilling.store.errors import KeyRingError, SecretDecryptionError, UnknownKeyVersionError
+from llmbilling.errors import KeyRingError, SecretDecryptionError, UnknownKeyVersionError
 
 KEY_BYTES = 32
 NONCE_BYTES = 12

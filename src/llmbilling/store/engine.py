@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, create_engine, event
+from sqlalchemy import Connection as Connection  # the handle store functions take
+from sqlalchemy import Dialect, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import BindTyping
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
 
-from llmbilling.errors import InvalidInputError
+from llmbilling.errors import InvalidInputError, StoreUnavailableError
 
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -72,6 +75,40 @@ class Store:
     def close(self) -> None:
         self.read_engine.dispose()
         self.engine.dispose()
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """One autocommit read connection (no BEGIN/ROLLBACK around its statements).
+
+        Database failures inside, including the connect, become
+        :class:`StoreUnavailableError` with a sanitized one-line message.
+        """
+        with self.translated_errors(), self.read_engine.connect() as connection:
+            yield connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction, committed when the block ends without an exception.
+
+        Database failures become :class:`StoreUnavailableError`; an ``IntegrityError`` (a
+        duplicate id) propagates for the caller to name.
+        """
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as error:
+            raise StoreUnavailableError(describe_database_error(error, self.url)) from None
+
+    @contextmanager
+    def translated_errors(self) -> Iterator[None]:
+        """The store's door: database failures inside become :class:`StoreUnavailableError`
+        (driver class and first line, passwords removed); nothing else is touched."""
+        try:
+            yield
+        except SQLAlchemyError as error:
+            raise StoreUnavailableError(describe_database_error(error, self.url)) from None
 
 
 def open_store(database_url: str, *, pool_pre_ping: bool = True) -> Store:

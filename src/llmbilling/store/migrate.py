@@ -10,9 +10,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.exc import SQLAlchemyError
 
+from llmbilling.errors import SchemaNotCurrentError, StoreUnavailableError
 from llmbilling.store import migrations
 from llmbilling.store.engine import Store, describe_database_error, render_url
-from llmbilling.store.errors import SchemaNotCurrentError, StoreUnavailableError
 
 MIGRATIONS_DIR = Path(migrations.__file__).parent
 

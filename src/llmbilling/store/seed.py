@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Table, insert
+from sqlalchemy import Connection, Table, insert, select
 
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.store.crypto import KeyRing, SecretLocation, SecretScopeName
@@ -197,6 +197,14 @@ def first_org_id(registry: CompiledRegistry, seed: int) -> UUID:
     """The id of the first org a seed produces (to refuse seeding the same fleet twice)."""
     first: UUID = _FleetGenerator(registry, seed, datetime.min).orgs(1)[0]["id"]
     return first
+
+
+def seed_taken(connection: Connection, registry: CompiledRegistry, seed: int) -> bool:
+    """Whether ``seed``'s fleet is already stored (its first org exists): one statement."""
+    taken = connection.execute(
+        select(organizations.c.id).where(organizations.c.id == first_org_id(registry, seed))
+    ).first()
+    return taken is not None
 
 
 def seed_fleet(

@@ -19,14 +19,14 @@ from starlette.responses import RedirectResponse, Response
 from llmbilling.api.auth import Principal, authenticate
 from llmbilling.api.console.rendering import render, with_security_headers
 from llmbilling.api.console.session import CONSOLE_HOME, is_same_origin, session_token
-from llmbilling.errors import InvalidInputError
-from llmbilling.service.context import ServiceContext
-from llmbilling.service.errors import (
+from llmbilling.errors import (
+    InvalidInputError,
     OrgNotFoundError,
     PreconditionFailedError,
+    StoreUnavailableError,
     WorkspaceNotFoundError,
 )
-from llmbilling.store.errors import StoreUnavailableError
+from llmbilling.service.context import ServiceContext
 
 
 class NotSignedInError(Exception):

@@ -31,12 +31,11 @@ from llmbilling.api.console.rendering import STATIC_FILES, render, static_file
 from llmbilling.api.console.session import end_session, safe_next, session_token, start_session
 from llmbilling.api.etags import IfMatch, decision_etag
 from llmbilling.core.modes import MODE_VALUES, BillingMode, DecisionSource
-from llmbilling.errors import InvalidInputError
+from llmbilling.errors import InvalidInputError, StoreUnavailableError
 from llmbilling.service import admin, audit
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.resolve import DecisionVersion, read_decision
-from llmbilling.store.errors import StoreUnavailableError
 
 FLEET_PAGE_SIZE = 50
 AUDIT_PAGE_SIZE = 50

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llmbilling.api.console.queries import LastProvision
 from llmbilling.core.decision import BillingDecision, TraceEntry
 from llmbilling.core.modes import BillingMode, RungName, RungStatus
+from llmbilling.store.console_views import LastProvision
 
 RUNG_LABELS: Mapping[RungName, str] = {
     RungName.WORKSPACE_OVERRIDE: "Workspace override",

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import text
 from starlette.responses import Response
 
 from llmbilling.api.dependencies import AppMetrics, Context
 from llmbilling.api.problems import problem_responses
 from llmbilling.api.schemas import Health
-from llmbilling.service.context import reading
+from llmbilling.store.health import check_database
 
 router = APIRouter(tags=["operations"])
 
@@ -27,8 +26,7 @@ def healthz() -> Health:
     responses=problem_responses(503),
 )
 def readyz(context: Context) -> Health:
-    with reading(context) as connection:
-        connection.execute(text("SELECT 1"))
+    check_database(context.store)
     return Health(status="ready")
 
 

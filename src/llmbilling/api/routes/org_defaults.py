@@ -14,10 +14,10 @@ from llmbilling.api.etags import IfMatch, org_etag
 from llmbilling.api.links import ORG_DEFAULT_READ_LINKS, ORG_DEFAULT_WRITE_LINKS
 from llmbilling.api.problems import problem_responses
 from llmbilling.api.schemas import OrgDefault, SetOrgDefault
+from llmbilling.errors import PreconditionFailedError
 from llmbilling.service import admin
 from llmbilling.service.admin import OrgView
 from llmbilling.service.context import ServiceContext
-from llmbilling.service.errors import PreconditionFailedError
 
 router = APIRouter(prefix="/v1/orgs", tags=["orgs"])
 PATH = "/{org_id}/llm-billing-mode-default"

@@ -23,11 +23,11 @@ from llmbilling.api.problems import problem_responses
 from llmbilling.api.schemas import WhatIfJob, WhatIfRequest
 from llmbilling.core.policy import compile_policy
 from llmbilling.core.registry import compile_registry
-from llmbilling.errors import DocumentError
+from llmbilling.errors import DocumentError, ProposalInvalidError, WhatIfJobNotFoundError
 from llmbilling.service import admin
-from llmbilling.service.whatif import ProposalInvalidError, proposed_configuration
+from llmbilling.service.whatif import proposed_configuration
 from llmbilling.service.whatif_jobs import WhatIfJob as Job
-from llmbilling.service.whatif_jobs import WhatIfJobNotFoundError, WhatIfJobs
+from llmbilling.service.whatif_jobs import WhatIfJobs
 
 router = APIRouter(prefix="/v1/whatif", tags=["what-if"])
 Compiled = TypeVar("Compiled")

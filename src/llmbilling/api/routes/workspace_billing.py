@@ -27,9 +27,9 @@ from llmbilling.api.links import DECISION_READ_LINKS, DECISION_WRITE_LINKS
 from llmbilling.api.observability import Metrics
 from llmbilling.api.problems import problem_responses
 from llmbilling.api.schemas import Decision, SetOverride
+from llmbilling.errors import PreconditionFailedError, StoreUnavailableError, WorkspaceNotFoundError
 from llmbilling.service import admin
 from llmbilling.service.context import ServiceContext
-from llmbilling.service.errors import PreconditionFailedError, WorkspaceNotFoundError
 from llmbilling.service.resolve import (
     DecisionVersion,
     StoredDecision,
@@ -37,7 +37,6 @@ from llmbilling.service.resolve import (
     read_decision,
     read_decision_on_loop,
 )
-from llmbilling.store.errors import StoreUnavailableError
 
 router = APIRouter(prefix="/v1/workspaces", tags=["decisions"])
 PATH = "/{workspace_id}/llm-billing-mode"

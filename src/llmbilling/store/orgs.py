@@ -1,0 +1,121 @@
+"""The organizations table: create, read (with its workspace count), and the
+compare-and-set write of the org default. Each function is one statement on the caller's
+connection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from llmbilling.store.tables import organizations, workspaces
+
+
+def org_exists(connection: Connection, org_id: UUID) -> bool:
+    """Whether an org has this id: one primary-key SELECT."""
+    row = connection.execute(select(organizations.c.id).where(organizations.c.id == org_id)).first()
+    return row is not None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOrg:
+    """An org row with its workspace count; the default is the stored text, unnormalized."""
+
+    id: UUID
+    name: str
+    billing_mode_default_raw: str | None
+    workspace_count: int
+    created_at: datetime
+    row_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class LockedOrgDefault:
+    """An org's stored default as read under the row lock (None: the org stores none)."""
+
+    raw: str | None
+
+
+def insert_org(
+    connection: Connection,
+    *,
+    org_id: UUID,
+    name: str,
+    billing_mode_default_raw: str | None,
+    stamp: datetime,
+) -> bool:
+    """Add an org in the caller's transaction; False when the id is taken (the transaction
+    is then unusable: the caller must end it with an error)."""
+    try:
+        connection.execute(
+            insert(organizations).values(
+                id=org_id,
+                name=name,
+                llm_billing_mode_default=billing_mode_default_raw,
+                created_at=stamp,
+                updated_at=stamp,
+            )
+        )
+    except IntegrityError:
+        return False
+    return True
+
+
+def read_org(connection: Connection, org_id: UUID) -> StoredOrg | None:
+    """The org and how many workspaces it has (one statement), or None."""
+    count = (
+        select(func.count())
+        .select_from(workspaces)
+        .where(workspaces.c.org_id == organizations.c.id)
+        .scalar_subquery()
+    )
+    row = connection.execute(
+        select(organizations, count).where(organizations.c.id == org_id)
+    ).first()
+    if row is None:
+        return None
+    return StoredOrg(
+        id=row.id,
+        name=row.name,
+        billing_mode_default_raw=row.llm_billing_mode_default,
+        workspace_count=row[-1],
+        created_at=row.created_at,
+        row_version=row.row_version,
+    )
+
+
+def lock_org_default(connection: Connection, org_id: UUID) -> LockedOrgDefault | None:
+    """The org's stored default, the row locked for the caller's transaction (``FOR UPDATE``
+    on PostgreSQL); None when no org has this id."""
+    row = connection.execute(
+        select(organizations.c.llm_billing_mode_default)
+        .where(organizations.c.id == org_id)
+        .with_for_update()
+    ).first()
+    return None if row is None else LockedOrgDefault(row[0])
+
+
+def write_org_default(
+    connection: Connection,
+    org_id: UUID,
+    raw: str | None,
+    *,
+    updated_at: datetime,
+    expected_version: int | None,
+) -> bool:
+    """Store the org's default and bump its ``row_version``; with ``expected_version`` only
+    if the row is still at it (compare-and-set in the UPDATE's WHERE). True when written."""
+    expected = [] if expected_version is None else [organizations.c.row_version == expected_version]
+    written = connection.execute(
+        update(organizations)
+        .where(organizations.c.id == org_id, *expected)
+        .values(
+            llm_billing_mode_default=raw,
+            updated_at=updated_at,
+            row_version=organizations.c.row_version + 1,
+        )
+    )
+    return written.rowcount == 1

@@ -1,0 +1,188 @@
+"""The two secret tables (``org_secrets``, ``workspace_secrets``), addressed by scope: sealed
+values in and out, names and key versions for listings, and the batches key rotation works
+through. Every function runs on the caller's connection, one statement each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import Column, Connection, Table, func, insert, select, update
+
+from llmbilling.store.crypto import EncryptedValue, SecretScopeName
+from llmbilling.store.tables import org_secrets, organizations, workspace_secrets, workspaces
+
+
+@dataclass(frozen=True, slots=True)
+class _ScopeTables:
+    secrets: Table
+    owners: Table
+    owner_column: str
+
+    @property
+    def owner_key(self) -> Column[UUID]:
+        column: Column[UUID] = self.secrets.c[self.owner_column]
+        return column
+
+
+_TABLES: dict[SecretScopeName, _ScopeTables] = {
+    "org": _ScopeTables(org_secrets, organizations, "org_id"),
+    "workspace": _ScopeTables(workspace_secrets, workspaces, "workspace_id"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SecretName:
+    """A stored secret as a listing may show it: no value."""
+
+    name: str
+    key_version: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SealedSecretRow:
+    """A stored secret with its sealed value, for re-encryption."""
+
+    owner_id: UUID
+    name: str
+    sealed: EncryptedValue
+
+
+def owner_org_id(connection: Connection, scope: SecretScopeName, owner: UUID) -> UUID | None:
+    """The org the secret owner (an org, or a workspace) belongs to; None when no such owner."""
+    tables = _TABLES[scope]
+    column = tables.owners.c.id if scope == "org" else tables.owners.c.org_id
+    org_id: UUID | None = connection.execute(
+        select(column).where(tables.owners.c.id == owner)
+    ).scalar_one_or_none()
+    return org_id
+
+
+def stored_key_version(
+    connection: Connection, scope: SecretScopeName, owner: UUID, name: str
+) -> int | None:
+    """The key version the owner's secret ``name`` is sealed under; None when there is none."""
+    tables = _TABLES[scope]
+    row = connection.execute(
+        select(tables.secrets.c.key_version).where(
+            tables.owner_key == owner, tables.secrets.c.key == name
+        )
+    ).first()
+    return None if row is None else int(row[0])
+
+
+def insert_secret(
+    connection: Connection,
+    scope: SecretScopeName,
+    owner: UUID,
+    name: str,
+    sealed: EncryptedValue,
+    updated_at: datetime,
+) -> None:
+    """Add the owner's secret ``name`` (it must not exist yet)."""
+    tables = _TABLES[scope]
+    connection.execute(
+        insert(tables.secrets).values(
+            {
+                tables.owner_column: owner,
+                "key": name,
+                "ciphertext": sealed.ciphertext,
+                "key_version": sealed.key_version,
+                "updated_at": updated_at,
+            }
+        )
+    )
+
+
+def replace_secret(
+    connection: Connection,
+    scope: SecretScopeName,
+    owner: UUID,
+    name: str,
+    sealed: EncryptedValue,
+    updated_at: datetime,
+) -> None:
+    """Overwrite the sealed value of the owner's existing secret ``name``."""
+    tables = _TABLES[scope]
+    connection.execute(
+        update(tables.secrets)
+        .where(tables.owner_key == owner, tables.secrets.c.key == name)
+        .values(ciphertext=sealed.ciphertext, key_version=sealed.key_version, updated_at=updated_at)
+    )
+
+
+def secret_names(connection: Connection, scope: SecretScopeName, owner: UUID) -> list[SecretName]:
+    """The owner's secrets by name: names, key versions, update times; never values."""
+    tables = _TABLES[scope]
+    rows = connection.execute(
+        select(tables.secrets.c.key, tables.secrets.c.key_version, tables.secrets.c.updated_at)
+        .where(tables.owner_key == owner)
+        .order_by(tables.secrets.c.key)
+    ).all()
+    return [SecretName(name, version, stamp) for name, version, stamp in rows]
+
+
+def sealed_values(
+    connection: Connection, scope: SecretScopeName, owner: UUID
+) -> list[tuple[str, EncryptedValue]]:
+    """Every secret of the owner as (name, sealed value), in the order the database returns
+    them (no ORDER BY; names are unique per owner)."""
+    tables = _TABLES[scope]
+    secrets = tables.secrets
+    rows = connection.execute(
+        select(secrets.c.key, secrets.c.ciphertext, secrets.c.key_version).where(
+            tables.owner_key == owner
+        )
+    ).all()
+    return [(name, EncryptedValue(ciphertext, version)) for name, ciphertext, version in rows]
+
+
+def secrets_not_under(
+    connection: Connection, scope: SecretScopeName, key_version: int, limit: int
+) -> list[SealedSecretRow]:
+    """Up to ``limit`` secrets of the scope sealed under another key version than
+    ``key_version``, by (owner, name)."""
+    tables = _TABLES[scope]
+    secrets = tables.secrets
+    rows = connection.execute(
+        select(tables.owner_key, secrets.c.key, secrets.c.ciphertext, secrets.c.key_version)
+        .where(secrets.c.key_version != key_version)
+        .order_by(tables.owner_key, secrets.c.key)
+        .limit(limit)
+    ).all()
+    return [
+        SealedSecretRow(owner, name, EncryptedValue(ciphertext, version))
+        for owner, name, ciphertext, version in rows
+    ]
+
+
+def reseal_if_unchanged(
+    connection: Connection,
+    scope: SecretScopeName,
+    row: SealedSecretRow,
+    resealed: EncryptedValue,
+) -> None:
+    """Store ``resealed`` for the row only if it is still at the key version it was read at
+    (a concurrent write wins)."""
+    tables = _TABLES[scope]
+    secrets = tables.secrets
+    connection.execute(
+        update(secrets)
+        .where(
+            tables.owner_key == row.owner_id,
+            secrets.c.key == row.name,
+            secrets.c.key_version == row.sealed.key_version,
+        )
+        .values(ciphertext=resealed.ciphertext, key_version=resealed.key_version)
+    )
+
+
+def count_not_under(connection: Connection, scope: SecretScopeName, key_version: int) -> int:
+    """How many secrets of the scope are sealed under another key version."""
+    secrets = _TABLES[scope].secrets
+    count: int = connection.execute(
+        select(func.count()).select_from(secrets).where(secrets.c.key_version != key_version)
+    ).scalar_one()
+    return count

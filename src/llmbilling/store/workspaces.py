@@ -1,0 +1,152 @@
+"""The workspaces table's writes and plain reads: create, read one row, and the
+compare-and-set write of the override. (The decision read, which joins the org and the
+secret names, is ``workspace_read``.) Each function is one statement on the caller's
+connection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import ColumnElement, Connection, Row, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from llmbilling.store.tables import DEFAULT_RUNTIME as DEFAULT_RUNTIME
+from llmbilling.store.tables import organizations, workspaces
+
+
+@dataclass(frozen=True, slots=True)
+class StoredWorkspace:
+    """A workspace row as stored (runtime and model unchecked; override raw)."""
+
+    id: UUID
+    org_id: UUID
+    name: str | None
+    runtime: str
+    model: str | None
+    override: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LockedOverride:
+    """A workspace's org and stored override, read under the row lock."""
+
+    org_id: UUID
+    override: str | None
+
+
+def insert_workspace(
+    connection: Connection,
+    *,
+    workspace_id: UUID,
+    org_id: UUID,
+    name: str | None,
+    runtime: str,
+    model: str | None,
+    override: str | None,
+    stamp: datetime,
+) -> bool:
+    """Add a workspace in the caller's transaction; False when the id is taken (the
+    transaction is then unusable: the caller must end it with an error)."""
+    try:
+        connection.execute(
+            insert(workspaces).values(
+                id=workspace_id,
+                org_id=org_id,
+                name=name,
+                runtime=runtime,
+                model=model,
+                llm_billing_mode=override,
+                created_at=stamp,
+                updated_at=stamp,
+            )
+        )
+    except IntegrityError:
+        return False
+    return True
+
+
+def read_workspace(connection: Connection, workspace_id: UUID) -> StoredWorkspace | None:
+    """The workspace row, or None."""
+    row = connection.execute(select(workspaces).where(workspaces.c.id == workspace_id)).first()
+    return None if row is None else _stored(row)
+
+
+def lock_override(connection: Connection, workspace_id: UUID) -> LockedOverride | None:
+    """The workspace's org and override, the row locked for the caller's transaction
+    (``FOR UPDATE`` on PostgreSQL); None when no workspace has this id."""
+    row = connection.execute(
+        select(workspaces.c.org_id, workspaces.c.llm_billing_mode)
+        .where(workspaces.c.id == workspace_id)
+        .with_for_update()
+    ).first()
+    return None if row is None else LockedOverride(row.org_id, row.llm_billing_mode)
+
+
+def write_override(
+    connection: Connection,
+    workspace_id: UUID,
+    override: str | None,
+    *,
+    updated_at: datetime,
+    expected_versions: tuple[int, int] | None,
+) -> bool:
+    """Store the override and bump the workspace's ``row_version``. With
+    ``expected_versions`` (workspace row version, org row version) only if both rows are
+    still at them, checked in the UPDATE's WHERE (compare-and-set). True when written."""
+    expected: list[ColumnElement[bool]] = []
+    if expected_versions is not None:
+        workspace_version, org_version = expected_versions
+        stored_org_version = (
+            select(organizations.c.row_version)
+            .where(organizations.c.id == workspaces.c.org_id)
+            .scalar_subquery()
+        )
+        expected = [
+            workspaces.c.row_version == workspace_version,
+            stored_org_version == org_version,
+        ]
+    written = connection.execute(
+        update(workspaces)
+        .where(workspaces.c.id == workspace_id, *expected)
+        .values(
+            llm_billing_mode=override,
+            updated_at=updated_at,
+            row_version=workspaces.c.row_version + 1,
+        )
+    )
+    return written.rowcount == 1
+
+
+def lock_for_provisioning(connection: Connection, workspace_id: UUID) -> None:
+    """Lock the workspace row for the caller's transaction: ``FOR UPDATE`` on PostgreSQL; on
+    SQLite the write transaction already holds the write lock (``BEGIN IMMEDIATE``), so no
+    statement is run."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            select(workspaces.c.id).where(workspaces.c.id == workspace_id).with_for_update()
+        )
+
+
+def set_model(
+    connection: Connection, workspace_id: UUID, model: str, *, updated_at: datetime
+) -> None:
+    """Store the workspace's model and bump its ``row_version``."""
+    connection.execute(
+        update(workspaces)
+        .where(workspaces.c.id == workspace_id)
+        .values(model=model, updated_at=updated_at, row_version=workspaces.c.row_version + 1)
+    )
+
+
+def _stored(row: Row[Any]) -> StoredWorkspace:
+    return StoredWorkspace(
+        id=row.id,
+        org_id=row.org_id,
+        name=row.name,
+        runtime=row.runtime,
+        model=row.model,
+        override=row.llm_billing_mode,
+    )
