@@ -19,9 +19,14 @@ from llmbilling.core.registry import CompiledRegistry
 from llmbilling.core.registry_diff import FleetKey
 from llmbilling.errors import LlmBillingError
 from llmbilling.service.context import ServiceContext, parse_id
-from llmbilling.service.resolve import sealed_effective_model, stored_inputs, unreadable_inputs
-from llmbilling.service.whatif import MEMO_LIMIT, WHATIF_PAGE_SIZE, stream_fleet_rows
-from llmbilling.store.workspace_read import as_uuid, split_secret_names, unpack_model_secrets
+from llmbilling.service.resolve import stored_inputs, unreadable_inputs
+from llmbilling.service.whatif import (
+    MEMO_LIMIT,
+    WHATIF_PAGE_SIZE,
+    sealed_row_model,
+    stream_fleet_rows,
+)
+from llmbilling.store.workspace_read import as_uuid, split_secret_names
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,17 +66,10 @@ def fleet_inputs(
         return found
 
     for row in stream_fleet_rows(context, parsed_org, page_size):
-        workspace_id, org, override, runtime, model, org_default = row[:6]
-        workspace_names, org_names, workspace_models, org_models = row[8:12]
+        workspace_id, _, override, runtime, _, org_default = row[:6]
+        workspace_names, org_names = row[8:10]
         try:
-            # With no model column, the model lives in sealed MOLECULE_MODEL/MODEL secrets.
-            effective = sealed_effective_model(
-                context,
-                workspace_id=as_uuid(workspace_id),
-                org_id=as_uuid(org),
-                model=model,
-                model_secrets=unpack_model_secrets(workspace_models, org_models),
-            )
+            effective = sealed_row_model(context, row)
         except LlmBillingError as error:
             yield unreadable_inputs(
                 context, as_uuid(workspace_id), f"{error.code}: {error.message}"

@@ -63,6 +63,20 @@ def stream_fleet_rows(
     return fleet.fleet_rows(context.store, org_id, page_size)
 
 
+def sealed_row_model(context: ServiceContext, row: Sequence[Any]) -> str | None:
+    """A fleet row's effective model, as the read path takes it: the model column, else the
+    row's sealed ``MOLECULE_MODEL``/``MODEL`` secrets, decrypted. Raises
+    :class:`LlmBillingError` when a model secret cannot be decrypted."""
+    workspace_id, org, model = row[0], row[1], row[4]
+    return sealed_effective_model(
+        context,
+        workspace_id=as_uuid(workspace_id),
+        org_id=as_uuid(org),
+        model=model,
+        model_secrets=unpack_model_secrets(row[10], row[11]),
+    )
+
+
 def run_whatif(
     context: ServiceContext,
     proposed: Configuration,
@@ -90,15 +104,8 @@ def run_whatif(
         workspace_id, org, override, runtime, model, org_default = row[:6]
         workspace_names, org_names, workspace_models, org_models = row[8:12]
         if workspace_models is not None or org_models is not None:
-            # No model column: the model lives in sealed MOLECULE_MODEL/MODEL secrets.
             try:
-                model = sealed_effective_model(
-                    context,
-                    workspace_id=as_uuid(workspace_id),
-                    org_id=as_uuid(org),
-                    model=model,
-                    model_secrets=unpack_model_secrets(workspace_models, org_models),
-                )
+                model = sealed_row_model(context, row)
             except LlmBillingError as error:
                 inputs = unreadable_inputs(
                     context, as_uuid(workspace_id), f"{error.code}: {error.message}"
