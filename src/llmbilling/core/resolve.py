@@ -174,7 +174,7 @@ def _run_chain(
     derivation, provider = _NOT_ATTEMPTED, None
     if situation.was_derived:
         derived = situation.derived
-        derivation = Derivation(derived.outcome, derived.detail(model))
+        derivation = Derivation(derived.outcome, situation.derivation_detail)
         provider = derived.provider
         if provider is None and model and model.strip():
             provider = model

@@ -50,6 +50,7 @@ class Situation:
 
     __slots__ = (
         "_derived",
+        "_detail",
         "auth_env",
         "has_workspace_id",
         "model",
@@ -83,6 +84,7 @@ class Situation:
         self.registry = registry
         self.own_key_wins_over_org_default = own_key_wins_over_org_default
         self._derived: Derived | None = None
+        self._detail: str | None = None
 
     @property
     def derived(self) -> Derived:
@@ -91,6 +93,14 @@ class Situation:
         if derived is None:
             derived = self._derived = derive(self.registry, self.runtime, self.model, self.auth_env)
         return derived
+
+    @property
+    def derivation_detail(self) -> str:
+        """The derivation's detail for this model, formatted on first use."""
+        detail = self._detail
+        if detail is None:
+            detail = self._detail = self.derived.detail(self.model)
+        return detail
 
     @property
     def was_derived(self) -> bool:
@@ -239,7 +249,7 @@ class DerivedProviderRung:
 
     def verdict(self, situation: Situation) -> RungVerdict:
         derived, registry = situation.derived, situation.registry
-        detail = derived.detail(situation.model)
+        detail = situation.derivation_detail
         if derived.provider is None or registry is None:
             error = (
                 DecisionError(ErrorCode.REGISTRY_UNAVAILABLE, detail)
