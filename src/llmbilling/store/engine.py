@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection as Connection  # the handle store functions take
-from sqlalchemy import Dialect, Engine, create_engine, event
+from sqlalchemy import Dialect, Engine, Insert, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import BindTyping
@@ -211,3 +211,13 @@ def describe_database_error(error: BaseException, url: URL | None = None) -> str
 def render_url(url: URL) -> str:
     """The URL for people: password hidden."""
     return url.render_as_string(hide_password=True)
+
+
+def insert_unless_taken(connection: Connection, statement: Insert) -> bool:
+    """Run an INSERT in the caller's transaction; False when a unique key is taken (the
+    transaction is then unusable: the caller must end it with an error)."""
+    try:
+        connection.execute(statement)
+    except IntegrityError:
+        return False
+    return True

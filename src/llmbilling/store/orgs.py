@@ -9,8 +9,8 @@ from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import Connection, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
+from llmbilling.store.engine import insert_unless_taken
 from llmbilling.store.tables import organizations, workspaces
 
 
@@ -49,19 +49,16 @@ def insert_org(
 ) -> bool:
     """Add an org in the caller's transaction; False when the id is taken (the transaction
     is then unusable: the caller must end it with an error)."""
-    try:
-        connection.execute(
-            insert(organizations).values(
-                id=org_id,
-                name=name,
-                llm_billing_mode_default=billing_mode_default_raw,
-                created_at=stamp,
-                updated_at=stamp,
-            )
-        )
-    except IntegrityError:
-        return False
-    return True
+    return insert_unless_taken(
+        connection,
+        insert(organizations).values(
+            id=org_id,
+            name=name,
+            llm_billing_mode_default=billing_mode_default_raw,
+            created_at=stamp,
+            updated_at=stamp,
+        ),
+    )
 
 
 def read_org(connection: Connection, org_id: UUID) -> StoredOrg | None:

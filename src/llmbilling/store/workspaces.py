@@ -11,8 +11,8 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import ColumnElement, Connection, Row, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
+from llmbilling.store.engine import insert_unless_taken
 from llmbilling.store.tables import DEFAULT_RUNTIME as DEFAULT_RUNTIME
 from llmbilling.store.tables import organizations, workspaces
 
@@ -50,22 +50,19 @@ def insert_workspace(
 ) -> bool:
     """Add a workspace in the caller's transaction; False when the id is taken (the
     transaction is then unusable: the caller must end it with an error)."""
-    try:
-        connection.execute(
-            insert(workspaces).values(
-                id=workspace_id,
-                org_id=org_id,
-                name=name,
-                runtime=runtime,
-                model=model,
-                llm_billing_mode=override,
-                created_at=stamp,
-                updated_at=stamp,
-            )
-        )
-    except IntegrityError:
-        return False
-    return True
+    return insert_unless_taken(
+        connection,
+        insert(workspaces).values(
+            id=workspace_id,
+            org_id=org_id,
+            name=name,
+            runtime=runtime,
+            model=model,
+            llm_billing_mode=override,
+            created_at=stamp,
+            updated_at=stamp,
+        ),
+    )
 
 
 def read_workspace(connection: Connection, workspace_id: UUID) -> StoredWorkspace | None:
