@@ -68,7 +68,7 @@ def test_an_override_write_expecting_a_stale_version_changes_nothing(
             workspace_id,
             "byok",
             audit_context=who,
-            expected_version=stale(_version(context, workspace_id)),
+            expected_versions=[stale(_version(context, workspace_id))],
         )
 
     assert admin.get_workspace(context, workspace_id).override == "disabled"
@@ -85,7 +85,7 @@ def test_an_override_write_expecting_the_current_version_succeeds(
     _, workspace_id = stored_workspace(context)
 
     admin.set_override(
-        context, workspace_id, "byok", expected_version=_version(context, workspace_id)
+        context, workspace_id, "byok", expected_versions=[_version(context, workspace_id)]
     )
 
     assert admin.get_workspace(context, workspace_id).override == "byok"
@@ -97,8 +97,8 @@ def test_an_org_default_write_is_a_compare_and_set_on_the_org_row(
     org_id, _ = stored_workspace(context)
     seen = admin.get_org(context, org_id).row_version
 
-    admin.set_org_default(context, org_id, "byok", expected_version=seen)
+    admin.set_org_default(context, org_id, "byok", expected_versions=[seen])
     with pytest.raises(PreconditionFailedError):
-        admin.set_org_default(context, org_id, "disabled", expected_version=seen)
+        admin.set_org_default(context, org_id, "disabled", expected_versions=[seen])
 
     assert admin.get_org(context, org_id).billing_mode_default_raw == "byok"

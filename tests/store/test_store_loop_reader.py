@@ -52,11 +52,10 @@ def test_the_loop_decision_is_the_sync_decision(context: ServiceContext) -> None
     _, workspace_id = stored_workspace(context, org_default="byok")
 
     async def on_loop() -> object:
-        reader = open_loop_reader(context.store)
         try:
-            return await read_decision_on_loop(context, reader, workspace_id)
+            return await read_decision_on_loop(context, workspace_id)
         finally:
-            await reader.close()
+            await context.close_loop_reader()
 
     assert asyncio.run(on_loop()) == read_decision(context, workspace_id)
 
@@ -97,9 +96,10 @@ def test_an_unreachable_store_fails_the_loop_read_and_the_decision_falls_back(
         try:
             with pytest.raises(DBAPIError):
                 await read_workspace_state_on_loop(reader, workspace_id)
-            return await read_decision_on_loop(down, reader, workspace_id)
+            return await read_decision_on_loop(down, workspace_id)
         finally:
             await reader.close()
+            await down.close_loop_reader()
 
     stored = asyncio.run(on_loop())
     assert stored == read_decision(down, workspace_id)

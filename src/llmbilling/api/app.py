@@ -3,8 +3,8 @@
 The app holds one :class:`ServiceContext` (``app.state.context``), its own Prometheus
 registry (``app.state.metrics``), the memory of recently verified tokens that keeps reads
 working through a store outage (``app.state.recent_principals``), the what-if jobs of this
-process (``app.state.whatif_jobs``) and the store reader of each event loop serving it
-(``app.state.loop_readers``, each closed by its server's shutdown).
+process (``app.state.whatif_jobs``). Each server's shutdown closes the context's reader of the
+event loop it served on.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from llmbilling.api.routes import ROUTERS
 from llmbilling.config.settings import Settings
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.whatif_jobs import WhatIfJobs
-from llmbilling.store.loop_reader import LoopReaders
 
 API_TITLE = "llmbilling admin API"
 API_DESCRIPTION = (
@@ -55,15 +54,13 @@ def create_app(
 
     whatif_jobs = WhatIfJobs(service_context)
 
-    loop_readers = LoopReaders(service_context.store)
-
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
             # Each server shuts down on the loop it served on: that loop's reader goes.
-            await loop_readers.close()
+            await service_context.close_loop_reader()
             whatif_jobs.close()
             if owned:
                 service_context.close()
@@ -81,7 +78,6 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.recent_principals = RecentPrincipals()
     app.state.whatif_jobs = whatif_jobs
-    app.state.loop_readers = loop_readers
     install_problem_handlers(app)
     # Inside the observability middleware, so a refused body is logged and counted like any
     # other answer (and carries its request id).

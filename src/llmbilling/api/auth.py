@@ -20,7 +20,6 @@ from llmbilling.service.tokens import (
     verify_token,
     verify_token_on_loop,
 )
-from llmbilling.store.loop_reader import LoopReader
 
 __all__ = ["Principal", "RecentPrincipals", "Scope", "authenticate", "authenticate_on_loop"]
 
@@ -63,11 +62,9 @@ def authenticate(context: ServiceContext, token: str) -> Principal | None:
     return _principal(verify_token(context, token))
 
 
-async def authenticate_on_loop(
-    context: ServiceContext, reader: LoopReader, token: str
-) -> Principal | None:
-    """:func:`authenticate` for a coroutine, read through ``reader``."""
-    return _principal(await verify_token_on_loop(context, reader, token))
+async def authenticate_on_loop(context: ServiceContext, token: str) -> Principal | None:
+    """:func:`authenticate` for a coroutine (no thread hand-off)."""
+    return _principal(await verify_token_on_loop(context, token))
 
 
 def _principal(token: ActiveToken | None) -> Principal | None:

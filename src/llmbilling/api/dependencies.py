@@ -3,7 +3,7 @@
 
 FastAPI runs a plain ``def`` dependency in the threadpool: a thread round trip per request.
 Every dependency here is ``async def`` on the event loop; :func:`principal` reads the token's
-row through the app's :class:`LoopReader`, which needs no thread either.
+row through the service's loop reader, which needs no thread either.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from llmbilling.api.observability import Metrics
 from llmbilling.errors import StoreUnavailableError, UnauthenticatedError
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext
-from llmbilling.store.loop_reader import LoopReader, LoopReaders
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `llmbilling token create`.")
 
@@ -29,11 +28,6 @@ def context_of(request: Request) -> ServiceContext:
 
 def metrics_of(request: Request) -> Metrics:
     return cast(Metrics, request.app.state.metrics)
-
-
-def reader_of(request: Request) -> LoopReader:
-    """The store reader of the event loop serving ``request``."""
-    return cast(LoopReaders, request.app.state.loop_readers).current()
 
 
 async def service_context(request: Request) -> ServiceContext:
@@ -58,7 +52,7 @@ async def principal(
     token = credentials.credentials
     recent: RecentPrincipals = request.app.state.recent_principals
     try:
-        found = await authenticate_on_loop(context_of(request), reader_of(request), token)
+        found = await authenticate_on_loop(context_of(request), token)
     except StoreUnavailableError:
         remembered = recent.recall(token)
         if remembered is None:

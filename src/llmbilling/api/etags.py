@@ -50,3 +50,20 @@ class IfMatch:
 
     def org_versions(self) -> list[int]:
         return [int(match[1]) for tag in self.tags if (match := _ORG_TAG.match(tag))]
+
+
+def accepted_decision_versions(header: str | None) -> list[DecisionVersion] | None:
+    """The decision versions a write conditioned by ``If-Match: header`` may find: None for no
+    condition (absent, or ``*``); an empty list when no listed tag can ever match."""
+    if_match = IfMatch.parse(header)
+    if if_match is None or if_match.any_version:
+        return None
+    return if_match.decision_versions()
+
+
+def accepted_org_versions(header: str | None) -> list[int] | None:
+    """:func:`accepted_decision_versions` for an org default's tags."""
+    if_match = IfMatch.parse(header)
+    if if_match is None or if_match.any_version:
+        return None
+    return if_match.org_versions()

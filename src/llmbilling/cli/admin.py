@@ -175,10 +175,14 @@ def workspace_set_override(
 ) -> None:
     """Pin a workspace's billing mode."""
     with service_context(database_url) as context:
-        workspace = admin.set_override(
+        written = admin.set_override(
             context, workspace_id, mode, audit_context=audit_context(actor)
         )
-    console.print(f"workspace {workspace.id}: override {workspace.override}")
+    decision = written.decision
+    console.print(
+        f"workspace {decision.workspace_id}: override {mode}"
+        f" (decides {decision.mode.value}, source {decision.source.value})"
+    )
 
 
 @workspace_app.command("clear-override")
@@ -189,10 +193,14 @@ def workspace_clear_override(
 ) -> None:
     """Remove a workspace's override: it inherits again."""
     with service_context(database_url) as context:
-        workspace = admin.set_override(
+        written = admin.set_override(
             context, workspace_id, None, audit_context=audit_context(actor)
         )
-    console.print(f"workspace {workspace.id}: override cleared (inherit)")
+    decision = written.decision
+    console.print(
+        f"workspace {decision.workspace_id}: override cleared (inherit; decides"
+        f" {decision.mode.value}, source {decision.source.value})"
+    )
 
 
 @workspace_app.command("list")

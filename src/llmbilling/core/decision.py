@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -145,6 +146,11 @@ class BillingDecision:
     @property
     def versions(self) -> Versions:
         return self.outcome.versions
+
+    def to_json(self) -> bytes:
+        """:meth:`to_dict` as compact UTF-8 JSON: the record's one serialization (the API's
+        body, and what a decision version digests)."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
 
     def to_dict(self) -> dict[str, Any]:
         """The wire shape: plain JSON types, field names and values as in the contract."""

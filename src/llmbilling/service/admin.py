@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,12 +21,16 @@ from llmbilling.errors import (
 from llmbilling.service import audit
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext, parse_id, reading, writing
-from llmbilling.service.resolve import DecisionVersion, decide_from_state
+from llmbilling.service.resolve import DecisionVersion, StoredDecision, decide_from_state
 from llmbilling.store import orgs as stored_orgs
 from llmbilling.store import workspaces as stored_workspaces
 from llmbilling.store.engine import Connection
 from llmbilling.store.orgs import org_exists
-from llmbilling.store.workspace_read import read_workspace_state, read_workspace_states
+from llmbilling.store.workspace_read import (
+    WorkspaceState,
+    read_workspace_state,
+    read_workspace_states,
+)
 from llmbilling.store.workspaces import DEFAULT_RUNTIME, StoredWorkspace
 
 LIST_PAGE_SIZE = 500
@@ -127,15 +132,20 @@ def create_org(
             org_id=new_id,
             after={"name": name, "llm_billing_mode_default": raw_default},
         )
-    return get_org(context, new_id)
+        return _org_in(connection, new_id)
 
 
 def get_org(context: ServiceContext, org_id: str | UUID) -> OrgView:
     parsed = parse_id("org_id", org_id)
     with reading(context) as connection:
-        row = stored_orgs.read_org(connection, parsed)
+        return _org_in(connection, parsed)
+
+
+def _org_in(connection: Connection, org_id: UUID) -> OrgView:
+    """The org as ``connection`` sees it (a write's own transaction, or a read)."""
+    row = stored_orgs.read_org(connection, org_id)
     if row is None:
-        raise OrgNotFoundError(parsed)
+        raise OrgNotFoundError(org_id)
     raw = row.billing_mode_default_raw
     return OrgView(
         id=row.id,
@@ -154,12 +164,13 @@ def set_org_default(
     raw: str | None,
     *,
     audit_context: AuditContext | None = None,
-    expected_version: int | None = None,
+    expected_versions: Collection[int] | None = None,
 ) -> OrgView:
-    """Set (or, with None, clear) an org's default. Stored raw as given.
+    """Set (or, with None, clear) an org's default. Stored raw as given; answers the org as
+    the write's own transaction left it.
 
-    With ``expected_version`` the write is a compare-and-set on the org's ``row_version``:
-    :class:`PreconditionFailedError` when the row is at another version.
+    With ``expected_versions`` (the ``row_version``s the caller accepts) the write is a
+    compare-and-set: :class:`PreconditionFailedError` when the row is at none of them.
     """
     parsed = parse_id("org_id", org_id)
     raw_default = parse_org_default(raw)
@@ -168,12 +179,14 @@ def set_org_default(
         before = stored_orgs.lock_org_default(connection, parsed)
         if before is None:
             raise OrgNotFoundError(parsed)
+        if expected_versions is not None and before.row_version not in expected_versions:
+            raise PreconditionFailedError(f"organization {parsed}")
         if not stored_orgs.write_org_default(
             connection,
             parsed,
             raw_default,
             updated_at=audit.now(),
-            expected_version=expected_version,
+            expected_version=None if expected_versions is None else before.row_version,
         ):
             raise PreconditionFailedError(f"organization {parsed}")
         audit.record(
@@ -186,7 +199,7 @@ def set_org_default(
             before={"llm_billing_mode_default": before.raw},
             after={"llm_billing_mode_default": raw_default},
         )
-    return get_org(context, parsed)
+        return _org_in(connection, parsed)
 
 
 # --- workspaces ------------------------------------------------------------------------------
@@ -279,15 +292,20 @@ def create_workspace(
             workspace_id=new_id,
             after=after,
         )
-    return get_workspace(context, new_id)
+        return _workspace_in(connection, new_id)
 
 
 def get_workspace(context: ServiceContext, workspace_id: str | UUID) -> WorkspaceView:
     parsed = parse_id("workspace_id", workspace_id)
     with reading(context) as connection:
-        row = stored_workspaces.read_workspace(connection, parsed)
+        return _workspace_in(connection, parsed)
+
+
+def _workspace_in(connection: Connection, workspace_id: UUID) -> WorkspaceView:
+    """The workspace as ``connection`` sees it (a write's own transaction, or a read)."""
+    row = stored_workspaces.read_workspace(connection, workspace_id)
     if row is None:
-        raise WorkspaceNotFoundError(parsed)
+        raise WorkspaceNotFoundError(workspace_id)
     return _workspace_view(row)
 
 
@@ -297,15 +315,19 @@ def set_override(
     mode: str | None,
     *,
     audit_context: AuditContext | None = None,
-    expected_version: DecisionVersion | None = None,
-) -> WorkspaceView:
-    """Set the workspace override to an exact mode, or clear it (inherit) with None.
+    expected_versions: Collection[DecisionVersion] | None = None,
+    authorize: Callable[[UUID], None] | None = None,
+) -> StoredDecision:
+    """Set the workspace override to an exact mode, or clear it (inherit) with None; answers
+    the decision the write's own transaction produced (so a committed write never needs a
+    second read to answer).
 
-    Raises :class:`InvalidInputError` naming the allowed modes for anything else. With
-    ``expected_version`` (the version of the decision the caller saw) the write happens only
-    if that is still the current decision's version, else :class:`PreconditionFailedError`:
-    the UPDATE itself requires both row versions (compare-and-set), and the record digest is
-    compared in the same transaction, with the workspace row locked.
+    Raises :class:`InvalidInputError` naming the allowed modes for anything else. ``authorize``
+    is called with the workspace's org under the row lock, before anything changes, and may
+    raise (the caller's access rule). With ``expected_versions`` (the versions of the
+    decisions the caller accepts) the write happens only if the current decision is at one of
+    them, else :class:`PreconditionFailedError`: the version is computed in the transaction,
+    the workspace row locked, and the UPDATE requires both row versions (compare-and-set).
     """
     parsed = parse_id("workspace_id", workspace_id)
     new_mode = None if mode is None else parse_override(mode).value
@@ -314,10 +336,15 @@ def set_override(
         row = stored_workspaces.lock_override(connection, parsed)
         if row is None:
             raise WorkspaceNotFoundError(parsed)
+        if authorize is not None:
+            authorize(row.org_id)
         expected: tuple[int, int] | None = None
-        if expected_version is not None:
-            _require_decision_version(context, connection, parsed, expected_version)
-            expected = (expected_version.workspace_version, expected_version.org_version)
+        if expected_versions is not None:
+            seen = _locked_state(connection, parsed)
+            current = DecisionVersion.of(seen, decide_from_state(context, seen))
+            if current not in expected_versions:
+                raise PreconditionFailedError(f"the decision of workspace {parsed}")
+            expected = (current.workspace_version, current.org_version)
         if not stored_workspaces.write_override(
             connection, parsed, new_mode, updated_at=audit.now(), expected_versions=expected
         ):
@@ -331,15 +358,15 @@ def set_override(
             before={"llm_billing_mode": row.override},
             after={"llm_billing_mode": new_mode},
         )
-    return get_workspace(context, parsed)
+        written = _locked_state(connection, parsed)
+    return StoredDecision(decide_from_state(context, written), written)
 
 
-def _require_decision_version(
-    context: ServiceContext, connection: Connection, workspace_id: UUID, expected: DecisionVersion
-) -> None:
+def _locked_state(connection: Connection, workspace_id: UUID) -> WorkspaceState:
+    """The state of a workspace whose row this transaction has locked (so it exists)."""
     state = read_workspace_state(connection, workspace_id)
-    if state is None or DecisionVersion.of(state, decide_from_state(context, state)) != expected:
-        raise PreconditionFailedError(f"the decision of workspace {workspace_id}")
+    assert state is not None
+    return state
 
 
 def parse_source(source: str) -> DecisionSource:

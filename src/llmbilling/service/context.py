@@ -18,6 +18,8 @@ from llmbilling.core.registry import CompiledRegistry
 from llmbilling.errors import InvalidInputError, RegistryError
 from llmbilling.store.crypto import KeyRing, key_ring_from_settings
 from llmbilling.store.engine import Connection, Store, open_store
+from llmbilling.store.health import check_database
+from llmbilling.store.loop_reader import LoopReader, LoopReaders
 from llmbilling.store.migrate import ensure_schema
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,9 @@ class DeploymentInputs:
 
 class ServiceContext:
     """The store and everything read once per process. Create with :meth:`from_settings`.
+
+    Coroutines read through :meth:`loop_reader` (one reader per event loop, no thread
+    hand-off); a server closes its loop's reader with :meth:`close_loop_reader` at shutdown.
 
     The key ring is loaded on first use, so commands that never touch a secret value work
     without one. A registry that fails to load is remembered: decisions then say
@@ -62,6 +67,7 @@ class ServiceContext:
         self.registry_error = registry_error
         self._key_ring_loader = key_ring_loader
         self._key_ring: KeyRing | None = None
+        self._loop_readers = LoopReaders(store)
 
     @classmethod
     def from_settings(
@@ -107,6 +113,18 @@ class ServiceContext:
             assert self.registry_error is not None
             raise self.registry_error
         return self.registry
+
+    def loop_reader(self) -> LoopReader:
+        """The store reader of the calling coroutine's event loop."""
+        return self._loop_readers.current()
+
+    async def close_loop_reader(self) -> None:
+        """Release the calling event loop's reader (a server's shutdown, on its loop)."""
+        await self._loop_readers.close()
+
+    def check_store(self) -> None:
+        """Return when the database answers; :class:`StoreUnavailableError` otherwise."""
+        check_database(self.store)
 
     def close(self) -> None:
         self.store.close()

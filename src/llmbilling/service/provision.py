@@ -13,12 +13,13 @@ from uuid import UUID
 
 from llmbilling.core.modes import BillingMode
 from llmbilling.core.provisioning import ProvisionEnv, build_provision_env, effective_model
+from llmbilling.core.resolve import resolve_billing_mode
 from llmbilling.core.secrets import merge_secret_scopes
 from llmbilling.errors import MissingModelError, WorkspaceNotFoundError
 from llmbilling.service import audit
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext, parse_id
-from llmbilling.service.resolve import decide
+from llmbilling.service.resolve import stored_inputs
 from llmbilling.store import workspaces as stored_workspaces
 from llmbilling.store.crypto import KeyRing, SecretLocation
 from llmbilling.store.engine import Connection
@@ -86,7 +87,17 @@ def _provision(
     model = effective_model(request_model, state.model, merged)
     if model is None:
         raise MissingModelError(str(workspace_id))
-    decision = decide(context, state, model, frozenset(merged))
+    inputs = stored_inputs(
+        context,
+        workspace_id=str(workspace_id),
+        override=state.override,
+        org_default=state.org_default,
+        runtime=state.runtime,
+        model=model,
+        auth_env=frozenset(merged),
+    )
+    registry = context.require_registry()
+    decision = resolve_billing_mode(inputs, registry, context.policy)
     env = build_provision_env(
         decision,
         workspace_id=str(workspace_id),
@@ -94,7 +105,7 @@ def _provision(
         model=model,
         merged_env=merged,
         proxy=context.deployment.proxy,
-        registry=context.require_registry(),
+        registry=registry,
     )
     requested = request_model.strip() if request_model else None
     if requested and requested != state.model:

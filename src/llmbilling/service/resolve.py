@@ -1,13 +1,16 @@
 """The read path: a workspace's decision from its stored state (one SQL statement).
 
-A database failure never reaches the caller as an exception: it becomes the
-``constant_fallback`` decision with the error beside it (spec §2 rung 1, §6).
+Stored state becomes the core's :class:`ResolutionInput` in two steps, shared by every reader
+(the decision GET, listings, the fleet what-if, the registry diff, provisioning):
+:func:`stored_model` (the effective model; decrypts only model-name secrets) and
+:func:`stored_inputs` (the columns plus the deployment's share). A database failure never
+reaches the caller as an exception: it becomes the ``constant_fallback`` decision with the
+error beside it (spec §2 rung 1, §6).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -18,7 +21,6 @@ from llmbilling.core.secrets import SecretValue, merge_secret_scopes
 from llmbilling.errors import LlmBillingError, StoreUnavailableError, WorkspaceNotFoundError
 from llmbilling.service.context import ServiceContext, parse_id
 from llmbilling.store.crypto import SecretLocation
-from llmbilling.store.loop_reader import LoopReader
 from llmbilling.store.workspace_read import (
     SealedSecret,
     WorkspaceState,
@@ -44,21 +46,14 @@ class DecisionVersion:
 
     @classmethod
     def of(cls, state: WorkspaceState, decision: BillingDecision) -> DecisionVersion:
-        return cls.of_record(state, decision_json(decision))
+        return cls.of_record(state, decision.to_json())
 
     @classmethod
     def of_record(cls, state: WorkspaceState, record: bytes) -> DecisionVersion:
-        """The version of a decision already serialized by :func:`decision_json`."""
+        """The version of a decision already serialized by :meth:`BillingDecision.to_json`."""
         return cls(
             state.workspace_version, state.org_version, hashlib.sha256(record).hexdigest()[:16]
         )
-
-
-def decision_json(decision: BillingDecision) -> bytes:
-    """The decision record as compact UTF-8 JSON: the API's body, and what a
-    :class:`DecisionVersion` digests (serialized once when both are needed)."""
-    record = decision.to_dict()
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,23 +97,21 @@ def read_decision(context: ServiceContext, workspace_id: str | UUID) -> StoredDe
             state = read_workspace_state(connection, parsed)
     except StoreUnavailableError as error:
         return _unreadable(context, parsed, error)
-    return _decided(context, parsed, state)
+    return _found(context, parsed, state)
 
 
-async def read_decision_on_loop(
-    context: ServiceContext, reader: LoopReader, workspace_id: UUID
-) -> StoredDecision:
-    """:func:`read_decision` for a coroutine: the state is read through ``reader`` (no thread
-    hand-off); it raises and falls back exactly as :func:`read_decision` does."""
+async def read_decision_on_loop(context: ServiceContext, workspace_id: UUID) -> StoredDecision:
+    """:func:`read_decision` for a coroutine: the state is read through the loop's reader (no
+    thread hand-off); it raises and falls back exactly as :func:`read_decision` does."""
     try:
         with context.store.translated_errors():
-            state = await read_workspace_state_on_loop(reader, workspace_id)
+            state = await read_workspace_state_on_loop(context.loop_reader(), workspace_id)
     except StoreUnavailableError as error:
         return _unreadable(context, workspace_id, error)
-    return _decided(context, workspace_id, state)
+    return _found(context, workspace_id, state)
 
 
-def _decided(
+def _found(
     context: ServiceContext, workspace_id: UUID, state: WorkspaceState | None
 ) -> StoredDecision:
     if state is None:
@@ -133,33 +126,23 @@ def _unreadable(
 
 
 def decide_from_state(context: ServiceContext, state: WorkspaceState) -> BillingDecision:
-    """Decide for one read state (also used by listings)."""
+    """The decision of one read state (the read path's, also used by listings and writes)."""
     return resolve_billing_mode(read_path_inputs(context, state), context.registry, context.policy)
 
 
 def read_path_inputs(context: ServiceContext, state: WorkspaceState) -> ResolutionInput:
-    """The read path's inputs for one state: its effective model (decrypting only model-name
-    secrets) and secret names; an undecryptable model secret makes the state unreadable."""
+    """The two steps over one read state; an undecryptable model secret makes the state
+    unreadable (``constant_fallback``)."""
     try:
-        model = stored_effective_model(context, state)
+        model = stored_model(
+            context,
+            workspace_id=state.workspace_id,
+            org_id=state.org_id,
+            model=state.model,
+            model_secrets=state.model_secrets,
+        )
     except LlmBillingError as error:
         return unreadable_inputs(context, state.workspace_id, f"{error.code}: {error.message}")
-    return inputs_from_state(context, state, model, state.secret_names)
-
-
-def decide(
-    context: ServiceContext, state: WorkspaceState, model: str | None, auth_env: frozenset[str]
-) -> BillingDecision:
-    """The pure core over stored state; shared by the read and the provision path."""
-    return resolve_billing_mode(
-        inputs_from_state(context, state, model, auth_env), context.registry, context.policy
-    )
-
-
-def inputs_from_state(
-    context: ServiceContext, state: WorkspaceState, model: str | None, auth_env: frozenset[str]
-) -> ResolutionInput:
-    """A decision's inputs from stored state and its effective model."""
     return stored_inputs(
         context,
         workspace_id=str(state.workspace_id),
@@ -167,8 +150,30 @@ def inputs_from_state(
         org_default=state.org_default,
         runtime=state.runtime,
         model=model,
-        auth_env=auth_env,
+        auth_env=state.secret_names,
     )
+
+
+def stored_model(
+    context: ServiceContext,
+    *,
+    workspace_id: UUID,
+    org_id: UUID,
+    model: str | None,
+    model_secrets: tuple[SealedSecret, ...],
+) -> str | None:
+    """Step one: the model a provision without a request model would run (spec §4's effective
+    model): the stored model, else the sealed ``MOLECULE_MODEL``/``MODEL`` secrets (workspace
+    scope over org scope), decrypted. Raises :class:`LlmBillingError` when one cannot be."""
+    if not model_secrets:
+        return effective_model(None, model, {})
+    scoped: dict[str, dict[str, str]] = {"org": {}, "workspace": {}}
+    for sealed in model_secrets:
+        owner = workspace_id if sealed.scope == "workspace" else org_id
+        location = SecretLocation(sealed.scope, owner, sealed.name)
+        scoped[sealed.scope][sealed.name] = context.key_ring.decrypt(sealed.value, location)
+    merged: dict[str, SecretValue] = merge_secret_scopes(scoped["org"], scoped["workspace"])
+    return effective_model(None, model, merged)
 
 
 def stored_inputs(
@@ -181,8 +186,8 @@ def stored_inputs(
     model: str | None,
     auth_env: frozenset[str],
 ) -> ResolutionInput:
-    """A decision's inputs from stored columns; the deployment supplies the proxy, and the
-    org default of orgs that store none (spec §5)."""
+    """Step two: a decision's inputs from stored columns and the effective model; the
+    deployment supplies the proxy, and the org default of orgs that store none (spec §5)."""
     return ResolutionInput(
         workspace_id=workspace_id,
         override=override,
@@ -192,41 +197,6 @@ def stored_inputs(
         auth_env=auth_env,
         proxy_configured=context.deployment.proxy_configured,
     )
-
-
-def stored_effective_model(context: ServiceContext, state: WorkspaceState) -> str | None:
-    """The model a provision without a request model would run (spec §4's effective model).
-
-    Decrypts only the ``MOLECULE_MODEL``/``MODEL`` secrets, and only when the row has no model.
-    """
-    return sealed_effective_model(
-        context,
-        workspace_id=state.workspace_id,
-        org_id=state.org_id,
-        model=state.model,
-        model_secrets=state.model_secrets,
-    )
-
-
-def sealed_effective_model(
-    context: ServiceContext,
-    *,
-    workspace_id: UUID,
-    org_id: UUID,
-    model: str | None,
-    model_secrets: tuple[SealedSecret, ...],
-) -> str | None:
-    """:func:`stored_effective_model` over stored columns: the workspace's model, else its
-    sealed ``MOLECULE_MODEL``/``MODEL`` secrets (workspace scope over org scope), decrypted."""
-    if not model_secrets:
-        return effective_model(None, model, {})
-    scoped: dict[str, dict[str, str]] = {"org": {}, "workspace": {}}
-    for sealed in model_secrets:
-        owner = workspace_id if sealed.scope == "workspace" else org_id
-        location = SecretLocation(sealed.scope, owner, sealed.name)
-        scoped[sealed.scope][sealed.name] = context.key_ring.decrypt(sealed.value, location)
-    merged: dict[str, SecretValue] = merge_secret_scopes(scoped["org"], scoped["workspace"])
-    return effective_model(None, model, merged)
 
 
 def unreadable_decision(

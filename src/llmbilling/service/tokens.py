@@ -29,7 +29,6 @@ from llmbilling.service.context import (
     writing,
 )
 from llmbilling.store import tokens as stored_tokens
-from llmbilling.store.loop_reader import LoopReader
 from llmbilling.store.orgs import org_exists
 from llmbilling.store.tokens import StoredToken
 from llmbilling.store.workspace_read import as_uuid
@@ -194,15 +193,14 @@ def verify_token(context: ServiceContext, token: str) -> ActiveToken | None:
     return _active(row, presented)
 
 
-async def verify_token_on_loop(
-    context: ServiceContext, reader: LoopReader, token: str
-) -> ActiveToken | None:
-    """:func:`verify_token` for a coroutine, read through ``reader`` (no thread hand-off)."""
+async def verify_token_on_loop(context: ServiceContext, token: str) -> ActiveToken | None:
+    """:func:`verify_token` for a coroutine, read through the loop's reader (no thread
+    hand-off)."""
     presented = _presented_hash(token)
     if presented is None:
         return None
     with translated_store_errors(context):
-        row = await stored_tokens.active_token_row_on_loop(reader, presented)
+        row = await stored_tokens.active_token_row_on_loop(context.loop_reader(), presented)
     return _active(row, presented)
 
 

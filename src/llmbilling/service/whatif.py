@@ -21,7 +21,7 @@ from llmbilling.core.resolve import relevant_auth_env
 from llmbilling.core.whatif import Change, Configuration, WhatIfReport, WhatIfTally, compare
 from llmbilling.errors import LlmBillingError
 from llmbilling.service.context import ServiceContext, parse_id
-from llmbilling.service.resolve import sealed_effective_model, stored_inputs, unreadable_inputs
+from llmbilling.service.resolve import stored_inputs, stored_model, unreadable_inputs
 from llmbilling.store import fleet
 from llmbilling.store.workspace_read import as_uuid, split_secret_names, unpack_model_secrets
 
@@ -68,7 +68,7 @@ def sealed_row_model(context: ServiceContext, row: Sequence[Any]) -> str | None:
     row's sealed ``MOLECULE_MODEL``/``MODEL`` secrets, decrypted. Raises
     :class:`LlmBillingError` when a model secret cannot be decrypted."""
     workspace_id, org, model = row[0], row[1], row[4]
-    return sealed_effective_model(
+    return stored_model(
         context,
         workspace_id=as_uuid(workspace_id),
         org_id=as_uuid(org),

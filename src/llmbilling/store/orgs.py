@@ -34,9 +34,11 @@ class StoredOrg:
 
 @dataclass(frozen=True, slots=True)
 class LockedOrgDefault:
-    """An org's stored default as read under the row lock (None: the org stores none)."""
+    """An org's stored default (None: the org stores none) and row version, as read under the
+    row lock."""
 
     raw: str | None
+    row_version: int
 
 
 def insert_org(
@@ -88,11 +90,11 @@ def lock_org_default(connection: Connection, org_id: UUID) -> LockedOrgDefault |
     """The org's stored default, the row locked for the caller's transaction (``FOR UPDATE``
     on PostgreSQL); None when no org has this id."""
     row = connection.execute(
-        select(organizations.c.llm_billing_mode_default)
+        select(organizations.c.llm_billing_mode_default, organizations.c.row_version)
         .where(organizations.c.id == org_id)
         .with_for_update()
     ).first()
-    return None if row is None else LockedOrgDefault(row[0])
+    return None if row is None else LockedOrgDefault(row[0], row[1])
 
 
 def write_org_default(

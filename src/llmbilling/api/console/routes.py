@@ -18,7 +18,7 @@ from fastapi import APIRouter, Form, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from llmbilling.api.auth import Principal, authenticate
-from llmbilling.api.console import queries, views
+from llmbilling.api.console import views
 from llmbilling.api.console.guard import (
     ConsoleRoute,
     Context,
@@ -32,7 +32,7 @@ from llmbilling.api.console.session import end_session, safe_next, session_token
 from llmbilling.api.etags import IfMatch, decision_etag
 from llmbilling.core.modes import MODE_VALUES, BillingMode, DecisionSource
 from llmbilling.errors import InvalidInputError, StoreUnavailableError
-from llmbilling.service import admin, audit
+from llmbilling.service import admin, audit, console
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.resolve import DecisionVersion, read_decision
@@ -136,7 +136,7 @@ def home(context: Context, principal: SignedIn, after: str = "") -> Response:
         if parts is None:
             raise InvalidInputError("after", "not a page cursor")
         cursor = (parts[0], _parse_id(parts[1]))
-    page = queries.org_page(context, only=principal.org_id, after=cursor, limit=ORG_PAGE_SIZE)
+    page = console.org_page(context, only=principal.org_id, after=cursor, limit=ORG_PAGE_SIZE)
     next_cursor = (
         None
         if page.next_after is None
@@ -180,7 +180,7 @@ def fleet(
         limit=FLEET_PAGE_SIZE + 1,
     )
     page = found[:FLEET_PAGE_SIZE]
-    provisioned = queries.last_provisions(context, [item.workspace.id for item in page])
+    provisioned = console.last_provisions(context, [item.workspace.id for item in page])
     next_url = (
         f"/console/orgs/{parsed}?{urlencode({**filters, 'after': str(page[-1].workspace.id)})}"
         if len(found) > FLEET_PAGE_SIZE
@@ -218,7 +218,7 @@ def workspace_page(
     workspace = _readable_workspace(context, principal, workspace_id)
     decision = read_decision(context, workspace.id).decision
     org = admin.get_org(context, workspace.org_id)
-    last = queries.last_provisions(context, [workspace.id]).get(workspace.id)
+    last = console.last_provisions(context, [workspace.id]).get(workspace.id)
     trail = audit.list_entries(context, workspace_id=workspace.id, limit=WORKSPACE_AUDIT_SIZE)
     notice = {
         "override_set": "Override set.",
@@ -268,7 +268,7 @@ def set_override(
         workspace.id,
         mode,
         audit_context=who,
-        expected_version=_seen_version(version),
+        expected_versions=(_seen_version(version),),
     )
     return _back_to_workspace(workspace.id, "override_set", who.request_id)
 
@@ -294,7 +294,7 @@ def clear_override(
         workspace.id,
         None,
         audit_context=who,
-        expected_version=_seen_version(version),
+        expected_versions=(_seen_version(version),),
     )
     return _back_to_workspace(workspace.id, "override_cleared", who.request_id)
 
@@ -318,7 +318,7 @@ def _confirm_page(
         current=current.decision,
         # The write happens only if the decision is still the one this page showed.
         version=decision_etag(version),
-        preview=queries.decision_with_override(context, workspace.id, new_mode),
+        preview=console.decision_with_override(context, workspace.id, new_mode),
         source_labels=views.SOURCE_LABELS,
     )
 

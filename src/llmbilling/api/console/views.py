@@ -15,7 +15,7 @@ from typing import Any
 
 from llmbilling.core.decision import BillingDecision, TraceEntry
 from llmbilling.core.modes import BillingMode, RungName, RungStatus
-from llmbilling.store.console_views import LastProvision
+from llmbilling.service.console import LastProvision
 
 RUNG_LABELS: Mapping[RungName, str] = {
     RungName.WORKSPACE_OVERRIDE: "Workspace override",

@@ -9,7 +9,6 @@ from starlette.responses import Response
 from llmbilling.api.dependencies import AppMetrics, Context
 from llmbilling.api.problems import problem_responses
 from llmbilling.api.schemas import Health
-from llmbilling.store.health import check_database
 
 router = APIRouter(tags=["operations"])
 
@@ -26,7 +25,7 @@ def healthz() -> Health:
     responses=problem_responses(503),
 )
 def readyz(context: Context) -> Health:
-    check_database(context.store)
+    context.check_store()
     return Health(status="ready")
 
 

@@ -10,14 +10,12 @@ from starlette.responses import JSONResponse, Response
 
 from llmbilling.api.access import require, require_readable_org
 from llmbilling.api.dependencies import Audit, Caller, Context
-from llmbilling.api.etags import IfMatch, org_etag
+from llmbilling.api.etags import accepted_org_versions, org_etag
 from llmbilling.api.links import ORG_DEFAULT_READ_LINKS, ORG_DEFAULT_WRITE_LINKS
 from llmbilling.api.problems import problem_responses
 from llmbilling.api.schemas import OrgDefault, SetOrgDefault
-from llmbilling.errors import PreconditionFailedError
 from llmbilling.service import admin
 from llmbilling.service.admin import OrgView
-from llmbilling.service.context import ServiceContext
 
 router = APIRouter(prefix="/v1/orgs", tags=["orgs"])
 PATH = "/{org_id}/llm-billing-mode-default"
@@ -68,27 +66,14 @@ def set_org_default(
 ) -> Response:
     require_readable_org(caller, org_id)
     require(caller.can_write(org_id), "changing this org's default")
-    admin.parse_org_default(body.mode)
-    expected = _expected_version(context, org_id, IfMatch.parse(if_match))
     org = admin.set_org_default(
-        context, org_id, body.mode, audit_context=audit, expected_version=expected
+        context,
+        org_id,
+        body.mode,
+        audit_context=audit,
+        expected_versions=accepted_org_versions(if_match),
     )
     return _org_default_response(org)
-
-
-def _expected_version(
-    context: ServiceContext, org_id: UUID, if_match: IfMatch | None
-) -> int | None:
-    if if_match is None or if_match.any_version:
-        return None
-    listed = if_match.org_versions()
-    if len(listed) == 1:
-        return listed[0]
-    if listed:
-        current = admin.get_org(context, org_id).row_version
-        if current in listed:
-            return current
-    raise PreconditionFailedError(f"organization {org_id}")
 
 
 def _org_default_response(org: OrgView) -> Response:

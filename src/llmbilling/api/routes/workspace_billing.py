@@ -6,13 +6,15 @@ error, and no ``ETag`` (nothing stored was read). Writes honour ``If-Match``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Path, Request
 from starlette.responses import Response
 
-from llmbilling.api.access import readable_workspace, require
+from llmbilling.api.access import require
+from llmbilling.api.auth import Principal
 from llmbilling.api.dependencies import (
     AppMetrics,
     Audit,
@@ -20,21 +22,17 @@ from llmbilling.api.dependencies import (
     Context,
     context_of,
     metrics_of,
-    reader_of,
 )
-from llmbilling.api.etags import IfMatch, decision_etag
+from llmbilling.api.etags import accepted_decision_versions, decision_etag
 from llmbilling.api.links import DECISION_READ_LINKS, DECISION_WRITE_LINKS
 from llmbilling.api.observability import Metrics
 from llmbilling.api.problems import problem_responses
 from llmbilling.api.schemas import Decision, SetOverride
-from llmbilling.errors import PreconditionFailedError, StoreUnavailableError, WorkspaceNotFoundError
+from llmbilling.errors import WorkspaceNotFoundError
 from llmbilling.service import admin
-from llmbilling.service.context import ServiceContext
 from llmbilling.service.resolve import (
     DecisionVersion,
     StoredDecision,
-    decision_json,
-    read_decision,
     read_decision_on_loop,
 )
 
@@ -72,7 +70,7 @@ async def get_decision(workspace_id: WorkspaceId, caller: Caller, request: Reque
     # The hottest route: on the event loop (the reader needs no thread, the rest is CPU work),
     # taking what it needs from the request rather than through three more dependencies.
     context = context_of(request)
-    stored = await read_decision_on_loop(context, reader_of(request), workspace_id)
+    stored = await read_decision_on_loop(context, workspace_id)
     # An unreadable store tells us nothing about the workspace, so nothing can leak: the
     # fallback answer is the same for every id.
     if stored.org_id is not None and not caller.can_read(stored.org_id):
@@ -95,14 +93,15 @@ def set_override(
     metrics: AppMetrics,
     if_match: IfMatchHeader = None,
 ) -> Response:
-    workspace = readable_workspace(context, caller, workspace_id)
-    require(caller.can_write(workspace.org_id), "changing this workspace's override")
-    admin.parse_override(body.mode)
-    expected = _expected_version(context, workspace_id, IfMatch.parse(if_match))
-    admin.set_override(
-        context, workspace_id, body.mode, audit_context=audit, expected_version=expected
+    written = admin.set_override(
+        context,
+        workspace_id,
+        body.mode,
+        audit_context=audit,
+        expected_versions=accepted_decision_versions(if_match),
+        authorize=_may_change_override(caller, workspace_id),
     )
-    return _decision_response(read_decision(context, workspace_id), metrics)
+    return _decision_response(written, metrics)
 
 
 @router.delete(
@@ -113,41 +112,37 @@ def set_override(
 )
 def clear_override(
     workspace_id: WorkspaceId,
-    context: Context,
     caller: Caller,
+    context: Context,
     audit: Audit,
     metrics: AppMetrics,
     if_match: IfMatchHeader = None,
 ) -> Response:
-    workspace = readable_workspace(context, caller, workspace_id)
-    require(caller.can_write(workspace.org_id), "changing this workspace's override")
-    expected = _expected_version(context, workspace_id, IfMatch.parse(if_match))
-    admin.set_override(context, workspace_id, None, audit_context=audit, expected_version=expected)
-    return _decision_response(read_decision(context, workspace_id), metrics)
+    written = admin.set_override(
+        context,
+        workspace_id,
+        None,
+        audit_context=audit,
+        expected_versions=accepted_decision_versions(if_match),
+        authorize=_may_change_override(caller, workspace_id),
+    )
+    return _decision_response(written, metrics)
 
 
-def _expected_version(
-    context: ServiceContext, workspace_id: UUID, if_match: IfMatch | None
-) -> DecisionVersion | None:
-    """The version the write must find (compare-and-set), or None for an unconditional one."""
-    if if_match is None or if_match.any_version:
-        return None
-    listed = if_match.decision_versions()
-    if len(listed) == 1:
-        return listed[0]
-    if listed:
-        # Several tags: the write must find whichever of them is current.
-        current = read_decision(context, workspace_id).version
-        if current is None:
-            raise StoreUnavailableError("the decision could not be read to compare If-Match")
-        if current in listed:
-            return current
-    raise PreconditionFailedError(f"the decision of workspace {workspace_id}")
+def _may_change_override(caller: Principal, workspace_id: UUID) -> Callable[[UUID], None]:
+    """The override's access rule, applied by the write to the workspace's org."""
+
+    def authorize(org_id: UUID) -> None:
+        if not caller.can_read(org_id):
+            raise WorkspaceNotFoundError(workspace_id)
+        require(caller.can_write(org_id), "changing this workspace's override")
+
+    return authorize
 
 
 def _decision_response(stored: StoredDecision, metrics: Metrics) -> Response:
     metrics.count_decision(stored.decision)
-    body = decision_json(stored.decision)
+    body = stored.decision.to_json()
     headers = {}
     if stored.state is not None:
         headers["ETag"] = decision_etag(DecisionVersion.of_record(stored.state, body))

@@ -1,6 +1,5 @@
-"""Console reads that combine the store's read side with the service layer: the org listing,
-the latest provision of a page of workspaces (``store/console_views.py``), and the preview of
-an override change.
+"""The console's reads: the org listing and the latest provision of a page of workspaces (the
+store's read side, ``store/console_views.py``), and the preview of an override change.
 
 Each read runs on :meth:`Store.connection`, so database failures surface as
 ``StoreUnavailableError`` like every other use case.
@@ -19,6 +18,8 @@ from llmbilling.service.context import ServiceContext
 from llmbilling.service.resolve import decide_from_state
 from llmbilling.store import console_views
 from llmbilling.store.console_views import LastProvision, OrgPage
+
+__all__ = ["LastProvision", "OrgPage", "decision_with_override", "last_provisions", "org_page"]
 from llmbilling.store.workspace_read import read_workspace_state
 
 
