@@ -26,18 +26,17 @@ def org_etag(row_version: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class IfMatch:
-    """A parsed ``If-Match``: ``any_version`` for ``*``, else the listed tags as sent."""
+    """A conditional ``If-Match``: the listed tags as sent."""
 
-    any_version: bool
     tags: tuple[str, ...]
 
     @classmethod
     def parse(cls, header: str | None) -> IfMatch | None:
-        """None when the header is absent (an unconditional write)."""
+        """None when the header sets no condition: absent, or ``*`` (any current version)."""
         if header is None:
             return None
         listed = tuple(tag.strip() for tag in header.split(",") if tag.strip())
-        return cls(any_version=listed == ("*",), tags=listed)
+        return None if listed == ("*",) else cls(listed)
 
     def decision_versions(self) -> list[DecisionVersion]:
         """The listed tags that are decision tags, as versions (others can never match)."""
@@ -54,16 +53,12 @@ class IfMatch:
 
 def accepted_decision_versions(header: str | None) -> list[DecisionVersion] | None:
     """The decision versions a write conditioned by ``If-Match: header`` may find: None for no
-    condition (absent, or ``*``); an empty list when no listed tag can ever match."""
+    condition; an empty list when no listed tag can ever match."""
     if_match = IfMatch.parse(header)
-    if if_match is None or if_match.any_version:
-        return None
-    return if_match.decision_versions()
+    return None if if_match is None else if_match.decision_versions()
 
 
 def accepted_org_versions(header: str | None) -> list[int] | None:
     """:func:`accepted_decision_versions` for an org default's tags."""
     if_match = IfMatch.parse(header)
-    if if_match is None or if_match.any_version:
-        return None
-    return if_match.org_versions()
+    return None if if_match is None else if_match.org_versions()

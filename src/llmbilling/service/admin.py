@@ -179,16 +179,11 @@ def set_org_default(
         before = stored_orgs.lock_org_default(connection, parsed)
         if before is None:
             raise OrgNotFoundError(parsed)
+        # The row is locked (FOR UPDATE; SQLite's BEGIN IMMEDIATE): the version read here is
+        # the one the write moves on from.
         if expected_versions is not None and before.row_version not in expected_versions:
             raise PreconditionFailedError(f"organization {parsed}")
-        if not stored_orgs.write_org_default(
-            connection,
-            parsed,
-            raw_default,
-            updated_at=audit.now(),
-            expected_version=None if expected_versions is None else before.row_version,
-        ):
-            raise PreconditionFailedError(f"organization {parsed}")
+        stored_orgs.write_org_default(connection, parsed, raw_default, updated_at=audit.now())
         audit.record(
             connection,
             who,

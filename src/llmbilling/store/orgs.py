@@ -103,18 +103,15 @@ def write_org_default(
     raw: str | None,
     *,
     updated_at: datetime,
-    expected_version: int | None,
-) -> bool:
-    """Store the org's default and bump its ``row_version``; with ``expected_version`` only
-    if the row is still at it (compare-and-set in the UPDATE's WHERE). True when written."""
-    expected = [] if expected_version is None else [organizations.c.row_version == expected_version]
-    written = connection.execute(
+) -> None:
+    """Store the org's default and bump its ``row_version`` (the caller holds the row lock of
+    :func:`lock_org_default`, so the version it read is the one this write moves on from)."""
+    connection.execute(
         update(organizations)
-        .where(organizations.c.id == org_id, *expected)
+        .where(organizations.c.id == org_id)
         .values(
             llm_billing_mode_default=raw,
             updated_at=updated_at,
             row_version=organizations.c.row_version + 1,
         )
     )
-    return written.rowcount == 1

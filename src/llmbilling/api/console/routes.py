@@ -324,7 +324,7 @@ def _confirm_page(
 
 
 def _seen_version(tag: str) -> DecisionVersion:
-    versions = IfMatch(any_version=False, tags=(tag.strip(),)).decision_versions()
+    versions = IfMatch((tag.strip(),)).decision_versions()
     if len(versions) != 1:
         raise InvalidInputError("version", "is not a version this console issued")
     return versions[0]

@@ -6,7 +6,6 @@ error, and no ``ETag`` (nothing stored was read). Writes honour ``If-Match``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -30,6 +29,8 @@ from llmbilling.api.problems import problem_responses
 from llmbilling.api.schemas import Decision, SetOverride
 from llmbilling.errors import WorkspaceNotFoundError
 from llmbilling.service import admin
+from llmbilling.service.audit import AuditContext
+from llmbilling.service.context import ServiceContext
 from llmbilling.service.resolve import (
     DecisionVersion,
     StoredDecision,
@@ -93,15 +94,7 @@ def set_override(
     metrics: AppMetrics,
     if_match: IfMatchHeader = None,
 ) -> Response:
-    written = admin.set_override(
-        context,
-        workspace_id,
-        body.mode,
-        audit_context=audit,
-        expected_versions=accepted_decision_versions(if_match),
-        authorize=_may_change_override(caller, workspace_id),
-    )
-    return _decision_response(written, metrics)
+    return _write_override(context, caller, audit, metrics, workspace_id, body.mode, if_match)
 
 
 @router.delete(
@@ -112,32 +105,39 @@ def set_override(
 )
 def clear_override(
     workspace_id: WorkspaceId,
-    caller: Caller,
     context: Context,
+    caller: Caller,
     audit: Audit,
     metrics: AppMetrics,
     if_match: IfMatchHeader = None,
 ) -> Response:
-    written = admin.set_override(
-        context,
-        workspace_id,
-        None,
-        audit_context=audit,
-        expected_versions=accepted_decision_versions(if_match),
-        authorize=_may_change_override(caller, workspace_id),
-    )
-    return _decision_response(written, metrics)
+    return _write_override(context, caller, audit, metrics, workspace_id, None, if_match)
 
 
-def _may_change_override(caller: Principal, workspace_id: UUID) -> Callable[[UUID], None]:
-    """The override's access rule, applied by the write to the workspace's org."""
-
+def _write_override(
+    context: ServiceContext,
+    caller: Principal,
+    audit: AuditContext,
+    metrics: Metrics,
+    workspace_id: UUID,
+    mode: str | None,
+    if_match: str | None,
+) -> Response:
     def authorize(org_id: UUID) -> None:
+        # Applied by the write, under the row lock, to the workspace's org.
         if not caller.can_read(org_id):
             raise WorkspaceNotFoundError(workspace_id)
         require(caller.can_write(org_id), "changing this workspace's override")
 
-    return authorize
+    written = admin.set_override(
+        context,
+        workspace_id,
+        mode,
+        audit_context=audit,
+        expected_versions=accepted_decision_versions(if_match),
+        authorize=authorize,
+    )
+    return _decision_response(written, metrics)
 
 
 def _decision_response(stored: StoredDecision, metrics: Metrics) -> Response:
