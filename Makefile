@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint lock audit
+.PHONY: demo test lint lock audit audit-offline
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,17 @@ lock:
 	  .lock-venv/bin/python -m pip freeze --exclude-editable; } > requirements.lock
 	rm -rf .lock-venv
 
-# Known vulnerabilities in the pinned set; --strict fails on anything it could not audit.
-audit: $(STAMP)
-	$(VENV)/bin/pip-audit --strict --progress-spinner off -r requirements.lock
+# Every pin of requirements.lock against the dated OSV snapshot beside the repository
+# (../shared/advisories), offline: prints the snapshot's date, fails on any affected pin.
+ADVISORIES ?= ../shared/advisories
+audit-offline: $(STAMP)
+	$(VENV)/bin/python tools/audit_offline.py --advisories $(ADVISORIES)
+
+# The offline check, then pip-audit against OSV's service when it answers (--strict fails on
+# anything it could not audit); where no service answers, the offline check is the audit.
+audit: audit-offline
+	@if $(VENV)/bin/python tools/vuln_service_answers.py; then \
+	  $(VENV)/bin/pip-audit --strict --no-deps --progress-spinner off -s osv -r requirements.lock; \
+	else \
+	  echo "audit: pip-audit skipped: the OSV vulnerability service did not answer"; \
+	fi

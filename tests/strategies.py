@@ -47,10 +47,12 @@ DECIDING_RUNG = {
 
 
 def normalized_org_default(raw: str | None) -> str | None:
-    """Spec §2 rung 2, computed here independently: trim white space, lowercase."""
+    """Spec §2 rung 2, computed here independently: trim ASCII white space, lowercase ASCII
+    letters (anything else stays, so a look-alike or a control character is never a mode)."""
     if raw is None:
         return None
-    text = raw.strip().lower()
+    text = raw.strip(" \t\n\r\v\f")
+    text = "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
     return text if text in MODE_VALUES else None
 
 

@@ -38,6 +38,7 @@ CODES_OF_NO_ERROR_CLASS = {
     ErrorCode.REGISTRY_UNAVAILABLE: "decision record (core/rungs.py)",
     ErrorCode.INTERNAL_ERROR: "an unexpected fault (api/app.py 500, a failed what-if job)",
     ErrorCode.REQUEST_TOO_LARGE: "api/limits.py, a body refused before it is parsed (413)",
+    ErrorCode.HEADERS_TOO_LARGE: "api/limits.py, a head refused by the HTTP protocol (431)",
 }
 
 # Exceptions defined outside errors.py, each converted before it can escape.
@@ -59,6 +60,7 @@ EXPECTED: dict[type[LlmBillingError], tuple[int, int]] = {
     errors.DocumentError: (2, 503),
     errors.RegistryError: (2, 503),
     errors.PolicyError: (2, 503),
+    errors.EnvValueUnrepresentableError: (2, 400),
     errors.UnauthenticatedError: (1, 401),
     errors.ForbiddenError: (1, 403),
     errors.NotFoundError: (6, 404),
@@ -71,6 +73,9 @@ EXPECTED: dict[type[LlmBillingError], tuple[int, int]] = {
     errors.ConflictError: (1, 409),
     errors.AlreadyExistsError: (1, 409),
     errors.PreconditionFailedError: (1, 412),
+    errors.TooManyRequestsError: (1, 429),
+    errors.WhatIfQuotaExceededError: (1, 429),
+    errors.WhatIfRateLimitedError: (1, 429),
     errors.ProvisionError: (1, 409),
     errors.MissingModelError: (3, 422),
     errors.MissingPlatformProxyError: (4, 409),
@@ -82,6 +87,8 @@ EXPECTED: dict[type[LlmBillingError], tuple[int, int]] = {
     errors.KeyRingError: (9, 500),
     errors.UnknownKeyVersionError: (9, 500),
     errors.SecretDecryptionError: (9, 500),
+    errors.KeyRingMismatchError: (9, 500),
+    errors.KeyFingerprintMismatchError: (9, 500),
 }
 
 

@@ -8,6 +8,7 @@ Errors come in families, so an adapter maps a whole family at once (``cli/app.py
 - :class:`InvalidInputError`: a value, flag or document the caller gave is not allowed;
 - :class:`NotFoundError`: no such object (workspace, org, token, what-if job, route);
 - :class:`ConflictError`: the request is valid but the stored state does not allow it now;
+- :class:`TooManyRequestsError`: the caller's org asks for more than it may right now;
 - :class:`ProvisionError`: no safe environment can be built for the decided mode;
 - :class:`StoreError`: the database or the secret key ring cannot serve the operation;
 - and the caller's credentials (:class:`UnauthenticatedError`, :class:`ForbiddenError`).
@@ -33,6 +34,7 @@ class ErrorCode(StrEnum):
     DOCUMENT_INVALID = "DOCUMENT_INVALID"
     REGISTRY_INVALID = "REGISTRY_INVALID"
     POLICY_INVALID = "POLICY_INVALID"
+    ENV_VALUE_UNREPRESENTABLE = "ENV_VALUE_UNREPRESENTABLE"
     # The caller's credentials
     UNAUTHENTICATED = "UNAUTHENTICATED"
     FORBIDDEN = "FORBIDDEN"
@@ -56,14 +58,21 @@ class ErrorCode(StrEnum):
     SCHEMA_NOT_CURRENT = "SCHEMA_NOT_CURRENT"
     KEY_RING_INVALID = "KEY_RING_INVALID"
     KEY_VERSION_UNKNOWN = "KEY_VERSION_UNKNOWN"
+    KEY_RING_MISMATCH = "KEY_RING_MISMATCH"
+    KEY_FINGERPRINT_MISMATCH = "KEY_FINGERPRINT_MISMATCH"
     SECRET_UNDECRYPTABLE = "SECRET_UNDECRYPTABLE"
     # Errors that travel beside a decision (core/rungs.py), never raised
     OVERRIDE_READ_FAILED = "OVERRIDE_READ_FAILED"
     REGISTRY_UNAVAILABLE = "REGISTRY_UNAVAILABLE"
     # The adapters' own answers, never raised: an unexpected fault (API 500, a failed
-    # what-if job) and a body refused before it is parsed (api/limits.py, 413)
+    # what-if job), a body refused before it is parsed (api/limits.py, 413) and a request head
+    # refused by the HTTP protocol (api/limits.py, 431)
     INTERNAL_ERROR = "INTERNAL_ERROR"
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+    HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
+    # Too many requests from one org
+    WHATIF_QUOTA_EXCEEDED = "WHATIF_QUOTA_EXCEEDED"
+    WHATIF_RATE_LIMITED = "WHATIF_RATE_LIMITED"
 
 
 class LlmBillingError(Exception):
@@ -148,6 +157,26 @@ class PolicyError(DocumentError):
     code = ErrorCode.POLICY_INVALID
 
 
+class EnvValueUnrepresentableError(InvalidInputError):
+    """An env var cannot be written in the chosen output format without changing it (e.g. a
+    newline for docker's env file, NUL for a shell). ``field`` is ``--format``; ``variable``
+    names the env var; ``allowed`` lists the formats that carry it. Never holds the value: it
+    may be a secret."""
+
+    code = ErrorCode.ENV_VALUE_UNREPRESENTABLE
+
+    def __init__(
+        self, variable: str, output_format: str, holds: str, carried_by: Iterable[str]
+    ) -> None:
+        self.variable = variable
+        self.output_format = output_format
+        super().__init__(
+            "--format",
+            f"env var {variable} holds {holds}, which {output_format} cannot carry",
+            allowed=carried_by,
+        )
+
+
 # --- The caller's credentials ------------------------------------------------------------------
 
 
@@ -225,6 +254,41 @@ class MethodNotAllowedError(LlmBillingError):
     """The route exists but does not take this method."""
 
     code = ErrorCode.METHOD_NOT_ALLOWED
+
+
+# --- Too many requests -----------------------------------------------------------------------
+
+
+class TooManyRequestsError(LlmBillingError):
+    """Family: the caller's org asked for more than it may right now; ``retry_after`` is the
+    whole number of seconds after which asking again can succeed."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"{message}; retry in {retry_after} s")
+
+
+class WhatIfQuotaExceededError(TooManyRequestsError):
+    """The org already has as many what-if jobs queued or running as it may."""
+
+    code = ErrorCode.WHATIF_QUOTA_EXCEEDED
+
+    def __init__(self, active: int, retry_after: int) -> None:
+        super().__init__(
+            f"this org already has {active} what-if jobs queued or running, its limit",
+            retry_after,
+        )
+
+
+class WhatIfRateLimitedError(TooManyRequestsError):
+    """The org started what-if jobs faster than its rate allows."""
+
+    code = ErrorCode.WHATIF_RATE_LIMITED
+
+    def __init__(self, per_minute: float, retry_after: int) -> None:
+        super().__init__(
+            f"this org starts at most {per_minute:g} what-if jobs a minute", retry_after
+        )
 
 
 # --- Conflict with the stored state ------------------------------------------------------------
@@ -363,3 +427,38 @@ class SecretDecryptionError(SecretsError):
     """A stored secret failed authentication: wrong key, tampered, or moved between rows."""
 
     code = ErrorCode.SECRET_UNDECRYPTABLE
+
+
+class KeyRingMismatchError(SecretsError):
+    """Secrets are stored, but the key ring holds none of the keys that sealed them (its file
+    deleted or replaced, the wrong setting): refused before anything is sealed under it."""
+
+    code = ErrorCode.KEY_RING_MISMATCH
+
+    def __init__(
+        self, source: str, rows: int, stored: tuple[str, ...], held: Mapping[int, str]
+    ) -> None:
+        self.source = source
+        self.rows = rows
+        self.stored = stored
+        self.held = dict(held)
+        expected = ", ".join(stored) or "unrecorded (rows sealed before fingerprints)"
+        present = ", ".join(f"v{v} {fingerprint}" for v, fingerprint in sorted(held.items()))
+        super().__init__(
+            f"the key ring from {source} matches none of the {rows} stored secrets: they were"
+            f" sealed under key fingerprints {expected}; the ring holds {present or 'no key'}."
+            " Restore the key ring that sealed them (a new key would make them unreadable)"
+        )
+
+
+class KeyFingerprintMismatchError(SecretsError):
+    """The ring holds another key under the version a secret was sealed with."""
+
+    code = ErrorCode.KEY_FINGERPRINT_MISMATCH
+
+    def __init__(self, version: int, stored: str, held: str) -> None:
+        self.version = version
+        super().__init__(
+            f"the secret was sealed under key v{version} with fingerprint {stored}, but the"
+            f" key ring's v{version} has fingerprint {held}: another key under the same version"
+        )

@@ -71,6 +71,11 @@ def seeded_app(folder: Path) -> tuple[FastAPI, str]:
             secret_keys=KeyRing.new_key_text(1),
             MOLECULE_LLM_BASE_URL="https://proxy.example/v1",
             MOLECULE_LLM_USAGE_TOKEN="usage-token",
+            # Every fuzzed what-if start must reach the route's own checks, not the per-org
+            # quota and start rate (tested on their own in test_api_whatif.py).
+            whatif_active_per_org=1000,
+            whatif_start_burst=1000,
+            whatif_starts_per_minute=60000,
         )
     )
     seed_demo_fleet(app.state.context, workspace_count=40, seed=7)

@@ -10,29 +10,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from uuid import UUID
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from tests.api.api_fixtures import bearer
-from tests.store.db_fixtures import (
-    KEY_RING_TEXT,
-    POSTGRES_ADMIN_URL,
-    SAAS_PROXY,
-    DatabaseFactory,
-)
+from tests.api.outages import saas_context_on, take_down
+from tests.store.db_fixtures import DatabaseFactory
 
 from llmbilling.api.app import create_app
-from llmbilling.config.registry import built_in_registry
 from llmbilling.service import admin
-from llmbilling.service.context import DeploymentInputs, ServiceContext
 from llmbilling.service.tokens import Scope, create_token
-from llmbilling.store import migrate
-from llmbilling.store.crypto import KeyRing
-from llmbilling.store.engine import open_store
 
 
 @dataclass(frozen=True)
@@ -43,43 +31,17 @@ class Outage:
     workspace_id: UUID
 
 
-def _take_down(context: ServiceContext, url: str) -> None:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql":
-        server = create_engine(
-            make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+psycopg"),
-            isolation_level="AUTOCOMMIT",
-        )
-        with server.connect() as connection:
-            connection.execute(text(f'DROP DATABASE "{parsed.database}" WITH (FORCE)'))
-        server.dispose()
-        return
-    context.store.close()  # SQLite keeps an open file readable; drop the pooled handles
-    database = Path(str(parsed.database))
-    for leftover in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
-        leftover.unlink(missing_ok=True)
-    database.mkdir()
-
-
 @pytest.fixture
 def outage(new_database: DatabaseFactory) -> Iterator[Outage]:
     url = new_database()
-    store = open_store(url)
-    migrate.upgrade(store)
-    store.close()
-    context = ServiceContext(
-        open_store(url),
-        DeploymentInputs(proxy=SAAS_PROXY, org_default=None),
-        built_in_registry(),
-        key_ring_loader=lambda: KeyRing.parse(KEY_RING_TEXT),
-    )
+    context = saas_context_on(url)
     org = admin.create_org(context, "before-the-outage")
     workspace = admin.create_workspace(context, org.id, model="gpt-5.5", runtime="codex")
     headers = bearer(create_token(context, scope=Scope.ADMIN).token)
     with TestClient(create_app(context=context)) as client:
         decision = f"/v1/workspaces/{workspace.id}/llm-billing-mode"
         assert client.get(decision, headers=headers).json()["source"] == "derived_provider"
-        _take_down(context, url)
+        take_down(context, url)
         yield Outage(client, headers, org.id, workspace.id)
     context.close()
 

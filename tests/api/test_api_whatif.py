@@ -10,6 +10,7 @@ from tests.api.api_fixtures import Api, bearer
 
 from llmbilling.service import admin
 from llmbilling.service.tokens import Scope
+from llmbilling.service.whatif_jobs import WhatIfJobs, WhatIfLimits
 
 DROPS_THE_ORG_RUNG = {"rungs": ["workspace_override", "derived_provider", "deployment_default"]}
 
@@ -110,3 +111,35 @@ def test_starting_a_what_if_is_audited_with_the_request_id(api: Api) -> None:
     (entry,) = api.audit_entries("req-whatif-audit")
     assert entry["action"] == "whatif.started"
     assert entry["after"]["job_id"] == response.json()["id"]
+
+
+def test_an_org_starting_faster_than_its_rate_gets_a_429_with_retry_after(api: Api) -> None:
+    # A stopped clock: the org's one start of the burst never refills during the test.
+    limits = WhatIfLimits(active_per_org=10, starts_per_minute=6, start_burst=1)
+    api.app.state.whatif_jobs = WhatIfJobs(api.context, limits, clock=lambda: 0.0)
+    try:
+        org_id = fresh_org(api, 1)
+        headers = bearer(api.token(Scope.ORG_ADMIN, org_id))
+        body = {"org_id": str(org_id), "policy": DROPS_THE_ORG_RUNG}
+        assert api.client.post("/v1/whatif", headers=headers, json=body).status_code == 202
+        refused = api.client.post("/v1/whatif", headers=headers, json=body)
+    finally:
+        api.app.state.whatif_jobs.close()
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.headers["retry-after"] == "10"
+    assert refused.json()["code"] == "WHATIF_RATE_LIMITED"
+
+
+def test_another_orgs_job_is_404_like_a_missing_one(api: Api) -> None:
+    org_a, org_b = fresh_org(api, 1), fresh_org(api, 1)
+    started = api.client.post(
+        "/v1/whatif",
+        headers=bearer(api.token(Scope.ORG_ADMIN, org_a)),
+        json={"org_id": str(org_a), "policy": DROPS_THE_ORG_RUNG},
+    )
+    foreign = api.client.get(
+        started.headers["location"], headers=bearer(api.token(Scope.ORG_ADMIN, org_b))
+    )
+    assert foreign.status_code == 404
+    assert foreign.json()["code"] == "WHATIF_JOB_NOT_FOUND"

@@ -106,7 +106,7 @@ def _provisionable_workspace(cli: Cli) -> str:
     return workspace_id
 
 
-def test_provision_env_prints_json_dotenv_and_a_k8s_secret(cli: Cli) -> None:
+def test_provision_env_prints_json_shell_env_file_and_a_k8s_secret(cli: Cli) -> None:
     workspace_id = _provisionable_workspace(cli)
     as_json = json.loads(cli.ok("provision-env", workspace_id, "--model", "gpt-5.5"))
     assert (as_json["mode"], as_json["source"], as_json["provider"]) == (
@@ -116,10 +116,14 @@ def test_provision_env_prints_json_dotenv_and_a_k8s_secret(cli: Cli) -> None:
     )
     assert as_json["env"]["OPENAI_API_KEY"] == "sk-x y"
 
-    dotenv = cli.ok("provision-env", workspace_id, "--format", "dotenv")
-    assert 'OPENAI_API_KEY="sk-x y"' in dotenv.splitlines()
-    assert "MOLECULE_LLM_BILLING_SOURCE=derived_provider" in dotenv.splitlines()
-    assert "MODEL=gpt-5.5" in dotenv.splitlines()  # the request model was persisted
+    shell = cli.ok("provision-env", workspace_id, "--format", "shell").splitlines()
+    assert "OPENAI_API_KEY='sk-x y'" in shell
+    assert "MOLECULE_LLM_BILLING_SOURCE=derived_provider" in shell
+    assert "MODEL=gpt-5.5" in shell  # the request model was persisted
+
+    env_file = cli.ok("provision-env", workspace_id, "--format", "env-file").splitlines()
+    assert "OPENAI_API_KEY=sk-x y" in env_file
+    assert "MODEL=gpt-5.5" in env_file
 
     manifest = yaml.safe_load(cli.ok("provision-env", workspace_id, "--format", "k8s"))
     assert manifest["kind"] == "Secret"

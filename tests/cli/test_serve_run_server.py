@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from llmbilling.api.limits import RequestHeadLimits
 from llmbilling.cli import serve_command
 
 
@@ -29,6 +31,16 @@ def test_run_server_freezes_the_startup_heap_then_runs_uvicorn_without_access_lo
     serve_command.run_server(app, host="127.0.0.1", port=8123)
 
     assert events == ["gc.freeze", "uvicorn.run"]
-    assert calls == [
-        {"app": app, "host": "127.0.0.1", "port": 8123, "log_config": None, "access_log": False}
-    ]
+    (call,) = calls
+    protocol = call.pop("http")
+    assert call == {
+        "app": app,
+        "host": "127.0.0.1",
+        "port": 8123,
+        "log_config": None,
+        "access_log": False,
+    }
+    # httptools, refusing a request head over the default limits (tests/reliability/
+    # test_header_limits.py runs it for real).
+    assert issubclass(protocol, HttpToolsProtocol)
+    assert protocol.limits == RequestHeadLimits()

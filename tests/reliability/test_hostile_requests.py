@@ -365,7 +365,13 @@ def test_hostile_request_is_a_clear_4xx_that_stores_and_logs_nothing(
     if case.path.startswith("/console/"):
         headers["Origin"] = "http://testserver"
     if case.console_session:
-        api.client.cookies.set("llmbilling_console", token, path="/console")
+        signed_in = api.client.post(
+            "/console/login",
+            data={"token": token},
+            headers={"Origin": "http://testserver"},
+            follow_redirects=False,
+        )
+        assert signed_in.status_code == 303
     headers.update(case.headers)
     path = case.path.replace("{ws}", str(workspace_id)).replace("{org}", str(org_id))
     before = stored_rows(api.context)

@@ -280,7 +280,8 @@ def walk_the_console(walk: ApiWalk, token: str, job_id: str) -> set[tuple[str, s
         follow_redirects=False,
         skip_headers=("set-cookie",),
     )
-    walk.client.cookies.set(SESSION_COOKIE, token, path="/console")
+    # The login answer set the session cookie (a session secret, not the token).
+    assert walk.client.cookies.get(SESSION_COOKIE)
     pages = {
         "/console/": "/console/",
         "/console/orgs/{org_id}": f"/console/orgs/{org_id}",

@@ -46,7 +46,7 @@ def test_secret_values_appear_nowhere_but_the_provisioned_env(
     org_id, workspace_id = stored_workspace(
         context,
         org_default="byok",
-        org_secrets={"ANTHROPIC_API_KEY": f"org-{sentinel}", "MODEL": f"model-{sentinel}"},
+        org_secrets={"ANTHROPIC_API_KEY": f"org-{sentinel}", "MODEL": "claude-opus-4-7"},
         workspace_secrets={"OPENAI_API_KEY": f"ws-{sentinel}"},
         model=None,
     )
@@ -78,3 +78,24 @@ def test_secret_values_appear_nowhere_but_the_provisioned_env(
         assert sentinel not in str(shown)
     assert sentinel not in caplog.text
     assert sentinel.encode() not in _database_dump(context)
+
+
+def test_a_model_kept_as_a_secret_is_listed_as_configuration_with_its_value(
+    context: ServiceContext,
+) -> None:
+    sentinel = f"SENTINEL-{uuid.uuid4().hex}"
+    org_id, workspace_id = stored_workspace(
+        context,
+        org_secrets={"MODEL": "claude-opus-4-7", "ANTHROPIC_API_KEY": f"org-{sentinel}"},
+        workspace_secrets={"MOLECULE_MODEL": "claude-sonnet-4-6"},
+        model=None,
+    )
+    listed = {
+        info.name: info.to_dict()
+        for scope, owner in (("org", org_id), ("workspace", workspace_id))
+        for info in secrets.list_secrets(context, scope, owner)  # type: ignore[arg-type]
+    }
+    assert listed["MODEL"]["value"] == "claude-opus-4-7"
+    assert listed["MOLECULE_MODEL"]["value"] == "claude-sonnet-4-6"
+    assert "value" not in listed["ANTHROPIC_API_KEY"]
+    assert sentinel not in str(listed)

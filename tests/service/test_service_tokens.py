@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import select
@@ -14,12 +16,16 @@ from llmbilling.service.context import ServiceContext
 from llmbilling.service.tokens import (
     SCOPE_VALUES,
     TOKEN_PREFIX,
+    ActiveToken,
+    RevokedToken,
     Scope,
+    TokenStanding,
     create_token,
     hash_token,
     list_tokens,
     revoke_token,
     verify_token,
+    verify_token_on_loop,
 )
 from llmbilling.store.tables import TOKEN_SCOPE_VALUES, api_tokens, audit_log
 
@@ -35,7 +41,7 @@ def test_an_org_token_verifies_to_its_scope_and_org(context: ServiceContext, sco
     issued = create_token(context, scope=scope, org_id=org_id, name="ci")
 
     verified = verify_token(context, issued.token)
-    assert verified is not None
+    assert isinstance(verified, ActiveToken)
     assert (verified.id, verified.scope, verified.org_id) == (issued.info.id, scope, org_id)
 
 
@@ -72,6 +78,33 @@ def test_anything_but_an_issued_token_verifies_to_nothing(
     assert verify_token(context, presented) is None
 
 
+def _verified_on_loop(context: ServiceContext, token: str) -> TokenStanding:
+    async def verify() -> TokenStanding:
+        try:
+            return await verify_token_on_loop(context, token)
+        finally:
+            await context.close_loop_reader()
+
+    return asyncio.run(verify())
+
+
+VERIFIERS: dict[str, Callable[[ServiceContext, str], TokenStanding]] = {
+    "in a thread": verify_token,
+    "on the event loop": _verified_on_loop,
+}
+
+
+@pytest.mark.parametrize("verify", list(VERIFIERS.values()), ids=list(VERIFIERS))
+def test_a_revoked_token_verifies_as_revoked_not_as_unknown(
+    context: ServiceContext, verify: Callable[[ServiceContext, str], TokenStanding]
+) -> None:
+    issued = create_token(context, scope="admin")
+    revoke_token(context, issued.info.id)
+
+    assert verify(context, issued.token) == RevokedToken(issued.info.id)
+    assert verify(context, TOKEN_PREFIX + "x" * 43) is None
+
+
 def test_a_revoked_token_stops_verifying_and_revoking_again_changes_nothing(
     context: ServiceContext,
 ) -> None:
@@ -81,7 +114,7 @@ def test_a_revoked_token_stops_verifying_and_revoking_again_changes_nothing(
     revoked = revoke_token(context, issued.info.id, audit_context=who)
     again = revoke_token(context, issued.info.id, audit_context=who)
 
-    assert verify_token(context, issued.token) is None
+    assert not isinstance(verify_token(context, issued.token), ActiveToken)
     assert not revoked.active
     assert not again.active
     with context.store.read_engine.connect() as connection:

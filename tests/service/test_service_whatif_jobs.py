@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,12 +12,20 @@ from tests.store.db_fixtures import ContextFactory
 
 from llmbilling import compile_policy
 from llmbilling.core.whatif import DangerClass
-from llmbilling.errors import StoreUnavailableError
-from llmbilling.service import admin, audit
+from llmbilling.errors import (
+    StoreUnavailableError,
+    WhatIfQuotaExceededError,
+    WhatIfRateLimitedError,
+)
+from llmbilling.service import admin, audit, whatif_jobs
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext
-from llmbilling.service.whatif import current_configuration, proposed_configuration
-from llmbilling.service.whatif_jobs import JobState, WhatIfJob, WhatIfJobs
+from llmbilling.service.whatif import (
+    count_workspaces,
+    current_configuration,
+    proposed_configuration,
+)
+from llmbilling.service.whatif_jobs import JobState, WhatIfJob, WhatIfJobs, WhatIfLimits
 from llmbilling.store.engine import Store
 
 P2B = compile_policy(
@@ -27,7 +36,7 @@ FINISHED = (JobState.SUCCEEDED, JobState.FAILED)
 
 @pytest.fixture
 def jobs(context: ServiceContext) -> Iterator[WhatIfJobs]:
-    table = WhatIfJobs(context, keep=3)
+    table = WhatIfJobs(context, WhatIfLimits(keep_per_org=3))
     yield table
     table.close()
 
@@ -121,8 +130,105 @@ def test_starting_a_job_is_audited(context: ServiceContext, jobs: WhatIfJobs) ->
 
 def test_only_the_newest_jobs_are_kept(context: ServiceContext, jobs: WhatIfJobs) -> None:
     org_id = fresh_org(context, 1)
-    started = [jobs.start(current_configuration(context), org_id=org_id) for _ in range(5)]
-    for job in started[-3:]:
-        finished(jobs, job)
+    started = [
+        finished(jobs, jobs.start(current_configuration(context), org_id=org_id)) for _ in range(5)
+    ]
     assert [job.id for job in jobs.jobs()] == [job.id for job in reversed(started[-3:])]
     assert jobs.get(started[0].id) is None
+
+
+# --- per-org bounds --------------------------------------------------------------------------
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Jobs wait at their first step until the gate opens, so queued jobs stay queued."""
+    opened = threading.Event()
+
+    def gated(context: ServiceContext, org_id: uuid.UUID | None) -> int:
+        opened.wait(timeout=60)
+        return count_workspaces(context, org_id)
+
+    monkeypatch.setattr(whatif_jobs, "count_workspaces", gated)
+    yield opened
+    opened.set()
+
+
+def test_an_org_at_its_quota_is_refused_while_another_org_still_starts(
+    context: ServiceContext, gate: threading.Event
+) -> None:
+    table = WhatIfJobs(context, WhatIfLimits(active_per_org=2))
+    try:
+        org_a, org_b = fresh_org(context, 1), fresh_org(context, 1)
+
+        def start(org_id: uuid.UUID) -> WhatIfJob:
+            return table.start(current_configuration(context), org_id=org_id)
+
+        own = [start(org_a), start(org_a)]
+        with pytest.raises(WhatIfQuotaExceededError) as refused:
+            start(org_a)
+        other = start(org_b)
+        gate.set()
+        assert refused.value.code == "WHATIF_QUOTA_EXCEEDED"
+        assert refused.value.retry_after > 0
+        assert all(finished(table, job).state is JobState.SUCCEEDED for job in [*own, other])
+        assert finished(table, start(org_a)).state is JobState.SUCCEEDED  # room again
+    finally:
+        table.close()
+
+
+def test_an_org_running_many_jobs_never_evicts_another_orgs(context: ServiceContext) -> None:
+    table = WhatIfJobs(context, WhatIfLimits(keep_per_org=2))
+    try:
+        org_a, org_b = fresh_org(context, 1), fresh_org(context, 1)
+        kept = finished(table, table.start(current_configuration(context), org_id=org_b))
+        own = [
+            finished(table, table.start(current_configuration(context), org_id=org_a))
+            for _ in range(4)
+        ]
+        assert [job.id for job in table.jobs()] == [own[3].id, own[2].id, kept.id]
+        assert table.report(kept.id) is not None
+    finally:
+        table.close()
+
+
+def test_the_start_rate_refuses_then_admits_once_the_clock_moves(
+    context: ServiceContext,
+) -> None:
+    clock = Clock()
+    # One start every 10 s, two at once after a pause; no quota in the way.
+    limits = WhatIfLimits(active_per_org=10, starts_per_minute=6, start_burst=2)
+    table = WhatIfJobs(context, limits, clock=clock)
+    try:
+        org_a, org_b = fresh_org(context, 1), fresh_org(context, 1)
+        for _ in range(2):
+            table.start(current_configuration(context), org_id=org_a)
+        with pytest.raises(WhatIfRateLimitedError) as refused:
+            table.start(current_configuration(context), org_id=org_a)
+        assert (refused.value.code, refused.value.retry_after) == ("WHATIF_RATE_LIMITED", 10)
+        table.start(current_configuration(context), org_id=org_b)  # another org's own rate
+        clock.now += 10
+        table.start(current_configuration(context), org_id=org_a)
+    finally:
+        table.close()
+
+
+def test_a_start_that_fails_costs_the_org_no_start(make_context: ContextFactory) -> None:
+    down = make_context(database_url="postgresql://postgres@127.0.0.1:9/none")
+    table = WhatIfJobs(down, WhatIfLimits(start_burst=1), clock=Clock())
+    try:
+        for _ in range(2):
+            with pytest.raises(StoreUnavailableError):
+                table.start(current_configuration(down), org_id=None)
+    finally:
+        table.close()

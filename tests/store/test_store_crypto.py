@@ -15,8 +15,10 @@ from llmbilling.errors import KeyRingError, SecretDecryptionError, UnknownKeyVer
 from llmbilling.store.crypto import (
     EncryptedValue,
     KeyRing,
+    SealedKeyCensus,
     SecretLocation,
     dev_key_ring_path,
+    key_fingerprint,
     key_ring_from_settings,
 )
 
@@ -101,8 +103,10 @@ def test_a_version_missing_from_the_ring_is_named() -> None:
         ring.decrypt(EncryptedValue("AAAA", 9), LOCATION)
 
 
-def test_repr_names_versions_only() -> None:
-    assert repr(KeyRing.parse(f"v1:{KEY_A},v2:{KEY_B}")) == "KeyRing(v1, v2; newest v2)"
+def test_repr_names_versions_and_fingerprints_only() -> None:
+    ring = KeyRing.parse(f"v1:{KEY_A},v2:{KEY_B}")
+    fingerprint_a, fingerprint_b = key_fingerprint(b"a" * 32), key_fingerprint(b"b" * 32)
+    assert repr(ring) == f"KeyRing(v1 {fingerprint_a}, v2 {fingerprint_b}; newest v2)"
 
 
 def test_configured_key_ring_wins_over_the_development_one(tmp_path: Path) -> None:
@@ -111,7 +115,7 @@ def test_configured_key_ring_wins_over_the_development_one(tmp_path: Path) -> No
         database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         secret_keys=f"v4:{KEY_A}",
     )
-    assert key_ring_from_settings(settings).versions == (4,)
+    assert key_ring_from_settings(settings, SealedKeyCensus.empty).versions == (4,)
     assert not (tmp_path / "db.sqlite3.keyring").exists()
 
 
@@ -120,7 +124,7 @@ def test_without_keys_sqlite_gets_a_private_development_key_ring_and_a_loud_warn
 ) -> None:
     settings = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}")
     with caplog.at_level(logging.WARNING):
-        first = key_ring_from_settings(settings)
+        first = key_ring_from_settings(settings, SealedKeyCensus.empty)
     path = dev_key_ring_path(settings.database_url)
     assert path == tmp_path / "db.sqlite3.keyring"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -128,10 +132,12 @@ def test_without_keys_sqlite_gets_a_private_development_key_ring_and_a_loud_warn
     assert "DEVELOPMENT key ring" in caplog.text
     assert key_text.split(":", 1)[1] not in caplog.text
     sealed = first.encrypt("value", LOCATION)
-    assert key_ring_from_settings(settings).decrypt(sealed, LOCATION) == "value"
+    assert (
+        key_ring_from_settings(settings, SealedKeyCensus.empty).decrypt(sealed, LOCATION) == "value"
+    )
 
 
 def test_without_keys_postgresql_refuses_to_invent_one() -> None:
     settings = Settings(_env_file=None, database_url="postgresql://postgres@127.0.0.1/x")
     with pytest.raises(KeyRingError, match="LLMBILLING_SECRET_KEYS"):
-        key_ring_from_settings(settings)
+        key_ring_from_settings(settings, SealedKeyCensus.empty)

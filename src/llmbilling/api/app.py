@@ -19,6 +19,7 @@ from fastapi.openapi.utils import get_openapi
 
 from llmbilling.api.auth import RecentPrincipals
 from llmbilling.api.console.routes import router as console_router
+from llmbilling.api.console.session import ConsoleSessions
 from llmbilling.api.console.whatif_pages import router as console_whatif_router
 from llmbilling.api.limits import (
     MAX_REQUEST_BODY_BYTES,
@@ -35,7 +36,7 @@ from llmbilling.api.problems import (
 from llmbilling.api.routes import ROUTERS
 from llmbilling.config.settings import Settings
 from llmbilling.service.context import ServiceContext
-from llmbilling.service.whatif_jobs import WhatIfJobs
+from llmbilling.service.whatif_jobs import WhatIfJobs, WhatIfLimits
 
 API_TITLE = "llmbilling admin API"
 API_DESCRIPTION = (
@@ -52,7 +53,7 @@ def create_app(
     owned = context is None
     service_context = context or ServiceContext.from_settings(settings or Settings())
 
-    whatif_jobs = WhatIfJobs(service_context)
+    whatif_jobs = WhatIfJobs(service_context, WhatIfLimits.from_settings(settings or Settings()))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -77,6 +78,7 @@ def create_app(
     app.state.context = service_context
     app.state.metrics = Metrics()
     app.state.recent_principals = RecentPrincipals()
+    app.state.console_sessions = ConsoleSessions.from_settings(settings or Settings())
     app.state.whatif_jobs = whatif_jobs
     install_problem_handlers(app)
     # Inside the observability middleware, so a refused body is logged and counted like any

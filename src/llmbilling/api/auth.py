@@ -15,13 +15,21 @@ from uuid import UUID
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.tokens import (
     ActiveToken,
+    RevokedToken,
     Scope,
+    TokenStanding,
     hash_token,
-    verify_token,
     verify_token_on_loop,
 )
 
-__all__ = ["Principal", "RecentPrincipals", "Scope", "authenticate", "authenticate_on_loop"]
+__all__ = [
+    "Principal",
+    "RecentPrincipals",
+    "Revoked",
+    "Scope",
+    "authenticate_on_loop",
+    "principal_of",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,48 +62,80 @@ class Principal:
         )
 
 
-def authenticate(context: ServiceContext, token: str) -> Principal | None:
-    """The principal of an active token, or None for an unknown or revoked one.
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """The store says this token was revoked (as opposed to never issued)."""
+
+    token_id: str
+
+
+async def authenticate_on_loop(context: ServiceContext, token: str) -> Principal | Revoked | None:
+    """The principal of an active token, :class:`Revoked` for a revoked one, None for anything
+    else; read on the event loop (no thread hand-off).
 
     Raises ``StoreUnavailableError`` when the store cannot answer.
     """
-    return _principal(verify_token(context, token))
+    return _verdict(await verify_token_on_loop(context, token))
 
 
-async def authenticate_on_loop(context: ServiceContext, token: str) -> Principal | None:
-    """:func:`authenticate` for a coroutine (no thread hand-off)."""
-    return _principal(await verify_token_on_loop(context, token))
+def principal_of(token: ActiveToken) -> Principal:
+    """The principal an active token (or a console session's token) acts as."""
+    return Principal(str(token.id), token.scope, token.org_id)
 
 
-def _principal(token: ActiveToken | None) -> Principal | None:
-    return None if token is None else Principal(str(token.id), token.scope, token.org_id)
+def _verdict(standing: TokenStanding) -> Principal | Revoked | None:
+    if isinstance(standing, ActiveToken):
+        return principal_of(standing)
+    if isinstance(standing, RevokedToken):
+        return Revoked(str(standing.id))
+    return None
 
 
 class RecentPrincipals:
-    """Principals this process verified, keyed by token hash (bounded, least recent out).
+    """What this process learned of tokens from the store, for when the store cannot answer.
 
-    The store is asked on every request, so a revocation takes effect at once; this memory
-    is consulted only while the store cannot answer, so that reads (the decision GET answers
-    ``constant_fallback`` during an outage) keep working for callers already known.
+    The store is asked on every request, so a revocation takes effect at once; this memory is
+    consulted only while the store cannot answer, and only by the decision GET (which answers
+    ``constant_fallback`` during an outage) — every other route then answers 503. It holds:
+
+    - principals verified active, keyed by token hash (bounded, least recent out); a token the
+      store later calls revoked or unknown is dropped;
+    - the hashes of tokens the store called revoked. These are never forgotten in this
+      process, so a revoked token is refused (401) even from memory. The set only grows, by
+      one 64-character hash per revoked token actually presented; revocation is permanent,
+      and an unknown token never enters it, so it stays as small as the revoked tokens still
+      in use.
     """
 
     def __init__(self, capacity: int = 4096) -> None:
         self._capacity = capacity
         self._principals: OrderedDict[str, Principal] = OrderedDict()
+        self._revoked: set[str] = set()
         self._lock = threading.Lock()
 
-    def remember(self, token: str, principal: Principal | None) -> None:
-        """Record the store's answer: a principal, or None to forget the token."""
+    def remember(self, token: str, verdict: Principal | Revoked | None) -> None:
+        """Record the store's answer about ``token``."""
         key = hash_token(token)
         with self._lock:
-            if principal is None:
+            if not isinstance(verdict, Principal):
                 self._principals.pop(key, None)
+                if isinstance(verdict, Revoked):
+                    self._revoked.add(key)
                 return
-            self._principals[key] = principal
+            self._principals[key] = verdict
             self._principals.move_to_end(key)
             while len(self._principals) > self._capacity:
                 self._principals.popitem(last=False)
 
-    def recall(self, token: str) -> Principal | None:
+    def was_revoked(self, token: str) -> bool:
+        """True once the store has called ``token`` revoked in this process."""
         with self._lock:
-            return self._principals.get(hash_token(token))
+            return hash_token(token) in self._revoked
+
+    def recall(self, token: str) -> Principal | None:
+        """The principal ``token`` was last verified as; None if unknown here or revoked."""
+        key = hash_token(token)
+        with self._lock:
+            if key in self._revoked:
+                return None
+            return self._principals.get(key)

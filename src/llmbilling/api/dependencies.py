@@ -4,6 +4,10 @@
 FastAPI runs a plain ``def`` dependency in the threadpool: a thread round trip per request.
 Every dependency here is ``async def`` on the event loop; :func:`principal` reads the token's
 row through the service's loop reader, which needs no thread either.
+
+Two ways to be the caller: :data:`Caller` (every route) asks the store and answers 503 when it
+cannot; :data:`DecisionCaller` (the decision GET only, which answers through an outage) may
+fall back on the tokens this process verified before (:class:`RecentPrincipals`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from llmbilling.api.auth import Principal, RecentPrincipals, authenticate_on_loop
+from llmbilling.api.auth import Principal, RecentPrincipals, Revoked, authenticate_on_loop
 from llmbilling.api.observability import Metrics
 from llmbilling.errors import StoreUnavailableError, UnauthenticatedError
 from llmbilling.service.audit import AuditContext
@@ -42,25 +46,40 @@ async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller, from ``Authorization: Bearer``; 401 otherwise.
+    """The caller, from ``Authorization: Bearer``; 401 otherwise, 503 when the store cannot
+    say."""
+    return await _caller(request, credentials, from_memory=False)
 
-    While the store cannot answer, a token this process has already verified is accepted
-    from memory (see :class:`RecentPrincipals`); any other token is a 503.
-    """
+
+async def decision_reader(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """:func:`principal`, except that while the store cannot answer, a token this process
+    verified before is accepted from memory (a token it saw revoked never is)."""
+    return await _caller(request, credentials, from_memory=True)
+
+
+async def _caller(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, *, from_memory: bool
+) -> Principal:
     if credentials is None or not credentials.credentials:
         raise UnauthenticatedError()
     token = credentials.credentials
     recent: RecentPrincipals = request.app.state.recent_principals
+    found: Principal | Revoked | None
     try:
         found = await authenticate_on_loop(context_of(request), token)
     except StoreUnavailableError:
-        remembered = recent.recall(token)
+        if recent.was_revoked(token):
+            raise UnauthenticatedError() from None
+        remembered = recent.recall(token) if from_memory else None
         if remembered is None:
             raise
         found = remembered
     else:
         recent.remember(token, found)
-    if found is None:
+    if not isinstance(found, Principal):
         raise UnauthenticatedError()
     request.state.token_id = found.token_id
     return found
@@ -74,5 +93,6 @@ async def audit_context(
 
 Context = Annotated[ServiceContext, Depends(service_context)]
 Caller = Annotated[Principal, Depends(principal)]
+DecisionCaller = Annotated[Principal, Depends(decision_reader)]
 Audit = Annotated[AuditContext, Depends(audit_context)]
 AppMetrics = Annotated[Metrics, Depends(metrics)]

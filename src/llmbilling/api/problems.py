@@ -36,6 +36,7 @@ from llmbilling.errors import (
     RouteNotFoundError,
     SecretsError,
     StoreError,
+    TooManyRequestsError,
     UnauthenticatedError,
 )
 
@@ -62,6 +63,8 @@ STATUS_BY_ERROR: Mapping[type[LlmBillingError], int] = MappingProxyType(
         MethodNotAllowedError: 405,
         ConflictError: 409,
         PreconditionFailedError: 412,
+        # The org asked for more than it may right now: Retry-After says when to ask again.
+        TooManyRequestsError: 429,
         # The stored state cannot be provisioned as it stands: the caller fixes the state.
         ProvisionError: 409,
         # The request (or the workspace) names no model: the caller supplies one.
@@ -123,6 +126,8 @@ def error_response(request: Request, error: LlmBillingError) -> Response:
     if status >= 500:
         log.error("request_failed", code=error.code, error_message=error.message)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(error, TooManyRequestsError):
+        headers = {"Retry-After": str(error.retry_after)}
     field = error.field if isinstance(error, InvalidInputError) else None
     allowed = error.allowed if isinstance(error, InvalidInputError) else None
     return problem_response(
@@ -190,6 +195,10 @@ _DESCRIPTIONS: Mapping[int, str] = {
     412: "If-Match did not name the current ETag: the state changed since it was read.",
     413: "The request body is larger than 64 KiB (refused before it is parsed).",
     422: "No effective model: neither the request, the workspace nor its secrets name one.",
+    429: "The org has as many what-if jobs running as it may, or starts them too fast;"
+    " Retry-After gives the seconds to wait.",
+    431: "The request line and headers are over 32 KiB or 100 fields (refused by the server"
+    " before the app sees them; the connection is closed).",
     500: "An unexpected server fault.",
     503: "The store (or the provider registry) cannot answer; retry later.",
 }

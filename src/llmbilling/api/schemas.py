@@ -98,15 +98,20 @@ def _any_case(word: str) -> str:
     return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
 
 
-# Documents what the service accepts (trim, lowercase, then a mode); the service checks it and
-# answers a 400 that lists the modes, so the pattern is not enforced a second time here.
-ORG_DEFAULT_PATTERN = r"^\s*(" + "|".join(_any_case(mode) for mode in MODE_VALUES) + r")\s*$"
+# Documents what the service accepts (ASCII white space trimmed, ASCII letters lowercased, then
+# a mode: core/modes.py normalize_mode_text); the service checks it and answers a 400 that
+# lists the modes, so the pattern is not enforced a second time here.
+_ASCII_SPACE = r"[ \t\n\r\v\f]*"
+ORG_DEFAULT_PATTERN = (
+    f"^{_ASCII_SPACE}(" + "|".join(_any_case(mode) for mode in MODE_VALUES) + f"){_ASCII_SPACE}$"
+)
 
 
 class SetOrgDefault(_Model):
     mode: str | None = Field(
         description=(
-            "Any text that normalizes (trim, lowercase) to a mode; stored as given."
+            "Any text that normalizes to a mode (ASCII white space trimmed, ASCII letters"
+            " lowercased; any other character makes it not a mode); stored as given."
             " null removes the default."
         ),
         json_schema_extra={"pattern": ORG_DEFAULT_PATTERN},

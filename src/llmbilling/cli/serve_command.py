@@ -14,7 +14,13 @@ import uvicorn
 from fastapi import FastAPI
 
 from llmbilling.api.app import create_app
-from llmbilling.api.observability import configure_logging
+from llmbilling.api.limits import (
+    HEADERS_TOO_LARGE_CODE,
+    RequestHeadLimits,
+    head_limited_protocol,
+)
+from llmbilling.api.observability import Metrics, configure_logging
+from llmbilling.api.problems import problem_body
 from llmbilling.cli.store_options import DatabaseUrlOption, settings_from_flags
 from llmbilling.errors import InvalidInputError
 from llmbilling.service import admin
@@ -52,20 +58,31 @@ def serve(
             token = _prepare_demo(context)
             print(f"console: http://{host}:{port}/console/", flush=True)
             print(f"admin token: {token}", flush=True)
-        run_server(create_app(settings, context=context), host=host, port=port)
+        limits = RequestHeadLimits(settings.max_request_head_bytes, settings.max_request_headers)
+        run_server(create_app(settings, context=context), host=host, port=port, head_limits=limits)
     finally:
         context.close()
 
 
-def run_server(app: FastAPI, *, host: str, port: int) -> None:
-    """Serve ``app`` on uvicorn until interrupted: one worker, event loop and HTTP parser left
-    to uvicorn (uvloop and httptools when installed), our JSON logging, no access log (the app
-    logs every request itself). ``bench/decision_http.py`` serves through this too."""
+def run_server(
+    app: FastAPI, *, host: str, port: int, head_limits: RequestHeadLimits | None = None
+) -> None:
+    """Serve ``app`` on uvicorn until interrupted: one worker, the event loop left to uvicorn
+    (uvloop when installed), httptools refusing a request head over ``head_limits`` (default:
+    the settings' defaults) with a 431 problem, our JSON logging, no access log (the app logs
+    every request itself). ``bench/decision_http.py`` serves through this too."""
+    limits = head_limits or RequestHeadLimits()
+    metrics: Metrics | None = getattr(app.state, "metrics", None)
+    protocol = head_limited_protocol(
+        limits,
+        problem_body(431, HEADERS_TOO_LARGE_CODE, limits.refusal()),
+        on_refused=None if metrics is None else lambda: metrics.count_error(HEADERS_TOO_LARGE_CODE),
+    )
     # The app and everything imported to build it live as long as the process: frozen, they
     # are left out of the cyclic collector's full collections. Under load those came about
     # once a second and walked that whole heap, stalling every request for ~100 ms.
     gc.freeze()
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(app, host=host, port=port, http=protocol, log_config=None, access_log=False)
 
 
 def _prepare_demo(context: ServiceContext) -> str:

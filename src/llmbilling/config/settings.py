@@ -65,6 +65,55 @@ class Settings(BaseSettings):
         default=None,
         description="Upgrade the schema on first use; default: yes for SQLite, no for PostgreSQL",
     )
+    # Three pools a process (writes, reads, the event-loop reader), each at most size +
+    # overflow: the defaults hold 30, so three processes fit PostgreSQL's default 100.
+    db_pool_size: int = Field(
+        default=10, ge=1, le=1000, description="Connections each of the 3 pools keeps"
+    )
+    db_max_overflow: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="Extra connections each pool may open under load (closed when given back)",
+    )
+    db_pool_idle_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86400,
+        description="PostgreSQL closes a pooled connection idle this long (0: never)",
+    )
+    console_session_idle_seconds: int = Field(
+        default=30 * 60, gt=0, description="A console session ends after this long unused"
+    )
+    console_session_max_seconds: int = Field(
+        default=12 * 60 * 60, gt=0, description="A console session ends this long after login"
+    )
+    console_login_failures: int = Field(
+        default=5, gt=0, description="Failed console logins a client may make per window"
+    )
+    console_login_window_seconds: int = Field(
+        default=5 * 60, gt=0, description="The window of console_login_failures, in seconds"
+    )
+    max_request_head_bytes: int = Field(
+        default=32 * 1024,
+        ge=4096,
+        description="A request line and headers over this many bytes is refused (431)",
+    )
+    max_request_headers: int = Field(
+        default=100, ge=16, description="A request with more header fields is refused (431)"
+    )
+    whatif_keep_per_org: int = Field(
+        default=20, ge=1, description="Finished what-if jobs kept in memory per org"
+    )
+    whatif_active_per_org: int = Field(
+        default=2, ge=1, description="What-if jobs an org may have queued or running at once"
+    )
+    whatif_starts_per_minute: float = Field(
+        default=10.0, gt=0, description="What-if jobs an org may start a minute, sustained"
+    )
+    whatif_start_burst: int = Field(
+        default=5, ge=1, description="What-if jobs an org may start at once after a pause"
+    )
 
     deployment_billing_mode: str | None = Field(
         default=None,

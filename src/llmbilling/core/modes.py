@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from enum import StrEnum
 
 
@@ -55,6 +56,30 @@ def recognize_mode(text: str | None) -> BillingMode | None:
     if text is None:
         return None
     return _MODES_BY_VALUE.get(text)
+
+
+ASCII_WHITE_SPACE = " \t\n\r\x0b\x0c"
+"""The white space a mode text may carry around it: space, tab, LF, CR, VT and FF only."""
+_ASCII_LOWERCASE = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def normalize_mode_text(text: str) -> str:
+    """``text`` with :data:`ASCII_WHITE_SPACE` trimmed from both ends and ASCII letters
+    lowercased; every other character is kept as it is.
+
+    Deliberately not ``str.strip().lower()``: those also trim Unicode spaces and C0 separators
+    and fold look-alikes onto ASCII (U+212A KELVIN SIGN lowercases to ``k``, so ``BYO\u212a``
+    would become ``byok``). For a billing switch, text with a control or non-ASCII character
+    in it is not a mode."""
+    return text.strip(ASCII_WHITE_SPACE).translate(_ASCII_LOWERCASE)
+
+
+def recognize_normalized_mode(text: str | None) -> BillingMode | None:
+    """The mode ``text`` spells after :func:`normalize_mode_text` (spec §2 rung 2: the org
+    default), else None."""
+    if text is None:
+        return None
+    return _MODES_BY_VALUE.get(normalize_mode_text(text))
 
 
 def deployment_default(proxy_configured: bool) -> BillingMode:

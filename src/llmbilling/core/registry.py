@@ -20,7 +20,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from llmbilling.core.documents import content_hash, validate_document
+from llmbilling.core.documents import (
+    content_hash,
+    quoted,
+    shortened,
+    validate_document,
+)
 from llmbilling.core.patterns import PatternError, expand_pattern
 from llmbilling.errors import RegistryError
 
@@ -74,7 +79,8 @@ class ProviderSpec(_Strict):
                 expand_pattern(pattern)
             except PatternError as exc:
                 raise ValueError(
-                    f"pattern {pattern!r} cannot be expressed as exact/alias/prefix rules: {exc}"
+                    f"pattern {quoted(pattern)} cannot be expressed as exact/alias/prefix"
+                    f" rules: {exc}"
                 ) from None
         return pattern
 
@@ -198,7 +204,7 @@ def _check_references(parsed: RegistryDocument, source: str) -> None:
     for index, provider in enumerate(parsed.providers):
         if provider.id in provider_ids:
             raise RegistryError(
-                source, f"providers[{index}].id", f"duplicate provider {provider.id!r}"
+                source, f"providers[{index}].id", f"duplicate provider {quoted(provider.id)}"
             )
         provider_ids[provider.id] = index
         if provider.platform:
@@ -206,7 +212,7 @@ def _check_references(parsed: RegistryDocument, source: str) -> None:
                 raise RegistryError(
                     source,
                     f"providers[{index}].platform",
-                    f"a second platform provider: {parsed.providers[platform_at].id!r}"
+                    f"a second platform provider: {quoted(parsed.providers[platform_at].id)}"
                     f" (providers[{platform_at}]) already has 'platform: true'",
                 )
             platform_at = index
@@ -218,7 +224,7 @@ def _check_references(parsed: RegistryDocument, source: str) -> None:
     for index, runtime in enumerate(parsed.runtimes):
         if runtime.id in runtime_ids:
             raise RegistryError(
-                source, f"runtimes[{index}].id", f"duplicate runtime {runtime.id!r}"
+                source, f"runtimes[{index}].id", f"duplicate runtime {quoted(runtime.id)}"
             )
         runtime_ids.add(runtime.id)
         listed: dict[str, int] = {}
@@ -228,14 +234,15 @@ def _check_references(parsed: RegistryDocument, source: str) -> None:
                 raise RegistryError(
                     source,
                     where,
-                    f"unknown provider {native.provider!r}"
-                    f" (declared: {', '.join(sorted(provider_ids))})",
+                    f"unknown provider {quoted(native.provider)}"
+                    f" (declared: {shortened(', '.join(sorted(provider_ids)))})",
                 )
             if native.provider in listed:
                 raise RegistryError(
                     source,
                     where,
-                    f"provider {native.provider!r} is listed twice on runtime {runtime.id!r}"
+                    f"provider {quoted(native.provider)} is listed twice on runtime"
+                    f" {quoted(runtime.id)}"
                     f" (first at providers[{listed[native.provider]}])",
                 )
             listed[native.provider] = position

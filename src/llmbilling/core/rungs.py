@@ -26,7 +26,9 @@ from llmbilling.core.modes import (
     RungName,
     RungStatus,
     deployment_default,
+    normalize_mode_text,
     recognize_mode,
+    recognize_normalized_mode,
 )
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.errors import ErrorCode
@@ -186,16 +188,17 @@ class WorkspaceOverrideRung:
 
 @lru_cache(maxsize=4096)
 def read_org_default(raw: str | None) -> tuple[OrgDefault, RungVerdict]:
-    """The normalized org default (trim, lowercase; a mode or nothing) and its verdict."""
+    """The normalized org default (ASCII white space trimmed, ASCII letters lowercased: see
+    :func:`normalize_mode_text`; a mode or nothing) and its verdict."""
     rung = RungName.ORG_DEFAULT
     if raw is None:
         return OrgDefault(None, None), _skipped(rung, "no org default configured")
-    mode = recognize_mode(raw.strip().lower())
+    mode = recognize_normalized_mode(raw)
     org_default = OrgDefault(raw, mode)
     if mode is None:
         why = (
             "org default is empty"
-            if not raw.strip()
+            if not normalize_mode_text(raw)
             else f"org default {raw!r} is not a mode ({_ALLOWED}): ignored"
         )
         return org_default, _skipped(rung, why)

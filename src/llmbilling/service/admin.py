@@ -10,7 +10,13 @@ from typing import Any
 from uuid import UUID
 
 from llmbilling.core.decision import BillingDecision
-from llmbilling.core.modes import MODE_VALUES, BillingMode, DecisionSource, recognize_mode
+from llmbilling.core.modes import (
+    MODE_VALUES,
+    BillingMode,
+    DecisionSource,
+    recognize_mode,
+    recognize_normalized_mode,
+)
 from llmbilling.errors import (
     AlreadyExistsError,
     InvalidInputError,
@@ -97,7 +103,7 @@ def parse_org_default(raw: str | None) -> str | None:
     """An org default as an admin may set it: any text that normalizes to a mode, kept raw."""
     if raw is None:
         return None
-    if recognize_mode(raw.strip().lower()) is None:
+    if recognize_normalized_mode(raw) is None:
         raise InvalidInputError("llm_billing_mode_default", f"{raw!r} is not a mode", MODE_VALUES)
     return raw
 
@@ -151,7 +157,7 @@ def _org_in(connection: Connection, org_id: UUID) -> OrgView:
         id=row.id,
         name=row.name,
         billing_mode_default_raw=raw,
-        billing_mode_default=None if raw is None else recognize_mode(raw.strip().lower()),
+        billing_mode_default=None if raw is None else recognize_normalized_mode(raw),
         workspace_count=row.workspace_count,
         created_at=row.created_at,
         row_version=row.row_version,

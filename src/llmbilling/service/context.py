@@ -16,8 +16,9 @@ from llmbilling.core.policy import CONTRACT_POLICY, CompiledPolicy
 from llmbilling.core.provisioning import ProxySettings
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.errors import InvalidInputError, RegistryError
-from llmbilling.store.crypto import KeyRing, key_ring_from_settings
-from llmbilling.store.engine import Connection, Store, open_store
+from llmbilling.store import secrets as stored_secrets
+from llmbilling.store.crypto import KeyRing, SealedKeyCensus, key_ring_from_settings
+from llmbilling.store.engine import Connection, PoolSettings, Store, open_store
 from llmbilling.store.health import check_database
 from llmbilling.store.loop_reader import LoopReader, LoopReaders
 from llmbilling.store.migrate import ensure_schema
@@ -74,7 +75,12 @@ class ServiceContext:
         cls, settings: Settings, *, pool_pre_ping: bool = True, check_schema: bool = True
     ) -> ServiceContext:
         policy = load_policy(settings.policy_path)
-        store = open_store(settings.database_url, pool_pre_ping=pool_pre_ping)
+        pool = PoolSettings(
+            size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            idle_seconds=settings.db_pool_idle_seconds,
+        )
+        store = open_store(settings.database_url, pool=pool, pool_pre_ping=pool_pre_ping)
         if check_schema:
             try:
                 ensure_schema(store, auto_migrate=settings.should_auto_migrate)
@@ -92,14 +98,27 @@ class ServiceContext:
             proxy=ProxySettings.from_env(settings.proxy_env()),
             org_default=settings.deployment_billing_mode,
         )
-        return cls(
+        context = cls(
             store,
             deployment,
             registry,
-            key_ring_loader=lambda: key_ring_from_settings(settings),
+            key_ring_loader=lambda: key_ring_from_settings(settings, lambda: key_census(store)),
             registry_error=registry_error,
             policy=policy,
         )
+        if check_schema:
+            try:
+                context.check_key_ring()
+            except BaseException:
+                store.close()
+                raise
+        return context
+
+    def check_key_ring(self) -> None:
+        """Load the key ring now if any secret is stored, so a ring that matches none of
+        them (``KeyRingMismatchError``) refuses the start; else leave it to its first use."""
+        if key_census(self.store).rows:
+            _ = self.key_ring
 
     @property
     def key_ring(self) -> KeyRing:
@@ -134,6 +153,12 @@ class ServiceContext:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def key_census(store: Store) -> SealedKeyCensus:
+    """What the stored secrets record about the keys that sealed them."""
+    with store.connection() as connection:
+        return stored_secrets.key_census(connection)
 
 
 def parse_id(field: str, text: str | UUID) -> UUID:

@@ -7,7 +7,7 @@ miss a flip. On any error nothing is written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -55,8 +55,13 @@ def provision_workspace(
     *,
     request_model: str | None = None,
     audit_context: AuditContext | None = None,
+    check_env: Callable[[Mapping[str, str]], None] | None = None,
 ) -> ProvisionResult:
     """Build the env a workspace's container starts with, and record the decision.
+
+    ``check_env`` sees the built env before anything is written; an error it raises
+    propagates and nothing is recorded (the CLI refuses a value its output format cannot
+    carry this way).
 
     Raises the typed provisioning errors (``MISSING_MODEL``, ``MISSING_PLATFORM_PROXY``,
     ``MISSING_BYOK_CREDENTIAL``), :class:`WorkspaceNotFoundError`, ``InvalidInputError``,
@@ -68,7 +73,7 @@ def provision_workspace(
     who = audit_context or AuditContext()
     # Every database failure, an integrity error included, is StoreUnavailableError here.
     with context.store.translated_errors(), context.store.engine.begin() as connection:
-        return _provision(context, connection, parsed, request_model, who)
+        return _provision(context, connection, parsed, request_model, who, check_env)
 
 
 def _provision(
@@ -77,6 +82,7 @@ def _provision(
     workspace_id: UUID,
     request_model: str | None,
     who: AuditContext,
+    check_env: Callable[[Mapping[str, str]], None] | None,
 ) -> ProvisionResult:
     stored_workspaces.lock_for_provisioning(connection, workspace_id)
     state = read_workspace_state(connection, workspace_id)
@@ -107,6 +113,8 @@ def _provision(
         proxy=context.deployment.proxy,
         registry=registry,
     )
+    if check_env is not None:
+        check_env(env.env)
     requested = request_model.strip() if request_model else None
     if requested and requested != state.model:
         _persist_model(connection, who, state, requested)

@@ -1,7 +1,13 @@
 """Secrets of orgs and workspaces: set, list (names only), and key rotation.
 
 Values go in encrypted and never come out of this module: listings and audit entries carry
-name, scope and key version only. Decryption happens in provisioning alone.
+name, scope and key version only. Decryption happens in provisioning alone — but for
+:data:`MODEL_NAMES`.
+
+``MOLECULE_MODEL`` and ``MODEL`` name the model a workspace runs (spec §4 reads the effective
+model from them; molecule-core kept it there). A model is configuration, not a credential: it
+is stored in the same tables, sealed like every row, and shown as configuration — in every
+decision record (for every reader) and in these listings, with its value.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from llmbilling.core.provisioning import PLATFORM_ENV_PREFIX
+from llmbilling.core.provisioning import MODEL_ENV, MOLECULE_MODEL_ENV, PLATFORM_ENV_PREFIX
 from llmbilling.errors import (
     InvalidInputError,
     LlmBillingError,
@@ -33,26 +39,33 @@ from llmbilling.store.engine import Connection
 
 ROTATION_BATCH_SIZE = 500
 SCOPES: tuple[SecretScopeName, ...] = ("org", "workspace")
+# Configuration kept among the secrets: their values are model names, shown to readers.
+MODEL_NAMES = frozenset({MOLECULE_MODEL_ENV, MODEL_ENV})
 
 
 @dataclass(frozen=True, slots=True)
 class SecretInfo:
-    """What may be shown about a secret: never its value."""
+    """What may be shown about a secret: never its value. ``value`` is set for the
+    :data:`MODEL_NAMES` alone (a model name is configuration), and None for every secret."""
 
     name: str
     scope: SecretScopeName
     owner_id: UUID
     key_version: int
     updated_at: datetime
+    value: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        shown: dict[str, Any] = {
             "name": self.name,
             "scope": self.scope,
             "owner_id": str(self.owner_id),
             "key_version": self.key_version,
             "updated_at": self.updated_at.isoformat(),
         }
+        if self.value is not None:
+            shown["value"] = self.value
+        return shown
 
 
 def _owner_not_found(scope: SecretScopeName, owner_id: UUID) -> LlmBillingError:
@@ -98,7 +111,8 @@ def set_secret(
             else {"name": name, "scope": scope, "key_version": previous},
             after={"name": name, "scope": scope, "key_version": sealed.key_version},
         )
-    return SecretInfo(name, scope, owner, sealed.key_version, stamp)
+    shown = value if name in MODEL_NAMES else None
+    return SecretInfo(name, scope, owner, sealed.key_version, stamp, shown)
 
 
 def _owner_org_id(connection: Connection, scope: SecretScopeName, owner: UUID) -> UUID:
@@ -112,12 +126,29 @@ def _owner_org_id(connection: Connection, scope: SecretScopeName, owner: UUID) -
 def list_secrets(
     context: ServiceContext, scope: SecretScopeName, owner_id: str | UUID
 ) -> list[SecretInfo]:
-    """Names, scope and key version of one owner's secrets, by name. Never values."""
+    """Names, scope and key version of one owner's secrets, by name; never a secret's value,
+    but the model of the :data:`MODEL_NAMES` (configuration) with theirs."""
     owner = parse_id(f"{scope}_id", owner_id)
     with reading(context) as connection:
         _owner_org_id(connection, scope, owner)
         rows = stored_secrets.secret_names(connection, scope, owner)
-    return [SecretInfo(row.name, scope, owner, row.key_version, row.updated_at) for row in rows]
+        sealed = (
+            {
+                name: value
+                for name, value in stored_secrets.sealed_values(connection, scope, owner)
+                if name in MODEL_NAMES
+            }
+            if any(row.name in MODEL_NAMES for row in rows)
+            else {}
+        )
+    models = {
+        name: context.key_ring.decrypt(value, SecretLocation(scope, owner, name))
+        for name, value in sealed.items()
+    }
+    return [
+        SecretInfo(row.name, scope, owner, row.key_version, row.updated_at, models.get(row.name))
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +168,8 @@ def rotate_secrets(
     max_batches: int | None = None,
     audit_context: AuditContext | None = None,
 ) -> RotationReport:
-    """Re-encrypt every secret not under the newest key, one committed batch at a time.
+    """Re-encrypt every secret not under the newest key (another version, or no or another
+    fingerprint), one committed batch at a time.
 
     Each batch is its own transaction with its own audit entry, and only rows still at their
     old version are rewritten, so an interrupted rotation loses nothing and a second run picks
@@ -146,14 +178,16 @@ def rotate_secrets(
     if batch_size < 1:
         raise InvalidInputError("batch_size", "must be at least 1")
     key_ring = context.key_ring
-    newest = key_ring.newest_version
+    newest, fingerprint = key_ring.newest_version, key_ring.newest_fingerprint
     who = audit_context or AuditContext()
     rotated: dict[str, int] = dict.fromkeys(SCOPES, 0)
     batches = 0
     for scope in SCOPES:
         while max_batches is None or batches < max_batches:
             with writing(context) as connection:
-                rows = stored_secrets.secrets_not_under(connection, scope, newest, batch_size)
+                rows = stored_secrets.secrets_not_under(
+                    connection, scope, newest, fingerprint, batch_size
+                )
                 if not rows:
                     break
                 for row in rows:
@@ -173,10 +207,11 @@ def rotate_secrets(
 
 
 def pending_rotation(context: ServiceContext) -> int:
-    """How many secrets are not yet sealed under the newest key."""
-    newest = context.key_ring.newest_version
+    """How many secrets are not yet sealed under the newest key (its version and fingerprint)."""
+    key_ring = context.key_ring
+    newest, fingerprint = key_ring.newest_version, key_ring.newest_fingerprint
     total = 0
     with reading(context) as connection:
         for scope in SCOPES:
-            total += stored_secrets.count_not_under(connection, scope, newest)
+            total += stored_secrets.count_not_under(connection, scope, newest, fingerprint)
     return total

@@ -28,7 +28,9 @@ from llmbilling.service.context import (
     translated_store_errors,
     writing,
 )
+from llmbilling.store import console_sessions as stored_sessions
 from llmbilling.store import tokens as stored_tokens
+from llmbilling.store.engine import Connection
 from llmbilling.store.orgs import org_exists
 from llmbilling.store.tokens import StoredToken
 from llmbilling.store.workspace_read import as_uuid
@@ -151,7 +153,8 @@ def list_tokens(context: ServiceContext, *, org_id: str | UUID | None = None) ->
 def revoke_token(
     context: ServiceContext, token_id: str | UUID, *, audit_context: AuditContext | None = None
 ) -> TokenInfo:
-    """Revoke a token; it stops working at once. Revoking a revoked token changes nothing."""
+    """Revoke a token; it stops working at once and its console sessions end in the same
+    transaction. Revoking a revoked token changes nothing."""
     parsed = parse_id("token_id", token_id)
     who = audit_context or AuditContext()
     with writing(context) as connection:
@@ -162,6 +165,7 @@ def revoke_token(
             return _info(row)
         stamp = audit.now()
         stored_tokens.set_revoked_at(connection, parsed, stamp)
+        stored_sessions.end_sessions_of_token(connection, parsed, stamp)
         audit.record(
             connection,
             who,
@@ -182,44 +186,61 @@ class ActiveToken:
     org_id: UUID | None
 
 
-def verify_token(context: ServiceContext, token: str) -> ActiveToken | None:
-    """The active token ``token`` is, or None. Raises ``StoreUnavailableError`` when the
-    store cannot answer (callers decide what an outage means for them)."""
-    presented = _presented_hash(token)
+@dataclass(frozen=True, slots=True)
+class RevokedToken:
+    """A token verification found revoked (as opposed to unknown): its id only."""
+
+    id: UUID
+
+
+TokenStanding = ActiveToken | RevokedToken | None
+"""What verification found: an active token, a revoked one, or no such token (None)."""
+
+
+def verify_token(context: ServiceContext, token: str) -> TokenStanding:
+    """The standing of ``token``. Raises ``StoreUnavailableError`` when the store cannot
+    answer (callers decide what an outage means for them)."""
+    presented = presented_hash(token)
     if presented is None:
         return None
     with reading(context) as connection:
-        row = stored_tokens.active_token_row(connection, presented)
-    return _active(row, presented)
+        return standing_in(connection, presented)
 
 
-async def verify_token_on_loop(context: ServiceContext, token: str) -> ActiveToken | None:
+async def verify_token_on_loop(context: ServiceContext, token: str) -> TokenStanding:
     """:func:`verify_token` for a coroutine, read through the loop's reader (no thread
     hand-off)."""
-    presented = _presented_hash(token)
+    presented = presented_hash(token)
     if presented is None:
         return None
     with translated_store_errors(context):
-        row = await stored_tokens.active_token_row_on_loop(context.loop_reader(), presented)
-    return _active(row, presented)
+        row = await stored_tokens.token_row_by_hash_on_loop(context.loop_reader(), presented)
+    return _standing(row, presented)
 
 
-def _presented_hash(token: str) -> str | None:
+def standing_in(connection: Connection, token_hash: str) -> TokenStanding:
+    """:func:`verify_token` by hash (:func:`presented_hash`) inside the caller's connection or
+    transaction."""
+    return _standing(stored_tokens.token_row_by_hash(connection, token_hash), token_hash)
+
+
+def presented_hash(token: str) -> str | None:
     """The hash to look up, or None for anything not shaped like a token we issue."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > _MAX_PRESENTED_LENGTH:
         return None
     return hash_token(token)
 
 
-def _active(row: Sequence[Any] | None, presented: str) -> ActiveToken | None:
-    """An active-token row (``store.tokens.active_token_row``), typed or as the driver
-    gives it."""
+def _standing(row: Sequence[Any] | None, presented: str) -> TokenStanding:
+    """A token row (``store.tokens.token_row_by_hash``), typed or as the driver gives it."""
     if row is None:
         return None
-    token_id, scope, org_id, token_hash = row
+    token_id, scope, org_id, token_hash, revoked_at = row
     # The final comparison does not leak how much of the hash the index matched.
     if not hmac.compare_digest(token_hash, presented):
         return None
+    if revoked_at is not None:
+        return RevokedToken(as_uuid(token_id))
     return ActiveToken(as_uuid(token_id), Scope(scope), None if org_id is None else as_uuid(org_id))
 
 

@@ -1,19 +1,28 @@
 """Secrets at rest: AES-256-GCM under a versioned key ring.
 
 Each stored value is ``base64(nonce || ciphertext+tag)`` beside the version of the key that
-sealed it. The associated data binds a ciphertext to its row (scope, owner id, env name), so a
-value copied into another row, or another tenant's row, fails to decrypt instead of leaking.
-Nothing here logs or returns a key; reprs name versions only.
+sealed it and that key's fingerprint (:func:`key_fingerprint`: an HMAC of a fixed label under
+the key, so it identifies the key without revealing it). The associated data binds a
+ciphertext to its row (scope, owner id, env name), so a value copied into another row, or
+another tenant's row, fails to decrypt instead of leaking.
+
+A key ring that matches none of the stored rows (the key file deleted or replaced, the wrong
+``LLMBILLING_SECRET_KEYS``) is refused when it is loaded (:meth:`KeyRing.check_matches`), and
+a development key is generated only while no sealed row exists. Nothing here logs or returns a
+key; reprs name versions and fingerprints only.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import logging
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,12 +33,22 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import make_url
 
 from llmbilling.config.settings import Settings
-from llmbilling.errors import KeyRingError, SecretDecryptionError, UnknownKeyVersionError
+from llmbilling.errors import (
+    KeyFingerprintMismatchError,
+    KeyRingError,
+    KeyRingMismatchError,
+    SecretDecryptionError,
+    SecretsError,
+    UnknownKeyVersionError,
+)
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
 DEV_KEY_RING_SUFFIX = ".keyring"
 _ENTRY = re.compile(r"^v?(\d+):(.+)$")
+# Domain separation: the fingerprint is no other use of the key (AES-GCM never sees this).
+_FINGERPRINT_LABEL = b"llmbilling key id"
+FINGERPRINT_HEX_DIGITS = 16
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +67,43 @@ class SecretLocation:
         return f"llmbilling/{self.scope}/{self.owner_id}/{self.name}".encode()
 
 
+def key_fingerprint(key: bytes) -> str:
+    """The key's id as stored beside what it sealed: the first 16 hex digits of
+    HMAC-SHA256(key, "llmbilling key id"). Never the key, nor a plain hash of it."""
+    digest = hmac.new(key, _FINGERPRINT_LABEL, hashlib.sha256).hexdigest()
+    return digest[:FINGERPRINT_HEX_DIGITS]
+
+
 @dataclass(frozen=True, slots=True)
 class EncryptedValue:
-    """A sealed value as stored: base64 text and the version of the key that sealed it."""
+    """A sealed value as stored: base64 text, the version of the key that sealed it, and that
+    key's fingerprint (None for a row sealed before fingerprints were stored, or read by a
+    statement that does not select it: then only the version picks the key)."""
 
     ciphertext: str
     key_version: int
+    key_fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SealedKeyCensus:
+    """What the stored secrets say about the keys that sealed them: how many rows, the
+    distinct fingerprints recorded, and, for rows without one, a sample row per key version
+    (a key that authenticates a sample sealed it)."""
+
+    rows: int
+    fingerprints: frozenset[str]
+    unfingerprinted: tuple[tuple[SecretLocation, EncryptedValue], ...] = ()
+
+    @classmethod
+    def empty(cls) -> SealedKeyCensus:
+        return cls(0, frozenset())
 
 
 class KeyRing:
     """Versioned AES-256-GCM keys. The highest version encrypts; every version decrypts."""
 
-    __slots__ = ("_ciphers", "newest_version")
+    __slots__ = ("_ciphers", "fingerprints", "newest_version")
 
     def __init__(self, keys: dict[int, bytes]) -> None:
         if not keys:
@@ -70,6 +114,9 @@ class KeyRing:
                     f"key v{version} is {len(key)} bytes; AES-256-GCM needs {KEY_BYTES}"
                 )
         self._ciphers = {version: AESGCM(key) for version, key in keys.items()}
+        self.fingerprints: dict[int, str] = {
+            version: key_fingerprint(key) for version, key in sorted(keys.items())
+        }
         self.newest_version = max(keys)
 
     @classmethod
@@ -104,17 +151,29 @@ class KeyRing:
     def versions(self) -> tuple[int, ...]:
         return tuple(sorted(self._ciphers))
 
+    @property
+    def newest_fingerprint(self) -> str:
+        return self.fingerprints[self.newest_version]
+
     def encrypt(self, plaintext: str, location: SecretLocation) -> EncryptedValue:
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._ciphers[self.newest_version].encrypt(
             nonce, plaintext.encode(), location.associated_data()
         )
-        return EncryptedValue(base64.b64encode(nonce + sealed).decode(), self.newest_version)
+        return EncryptedValue(
+            base64.b64encode(nonce + sealed).decode(), self.newest_version, self.newest_fingerprint
+        )
 
     def decrypt(self, stored: EncryptedValue, location: SecretLocation) -> str:
+        """The plaintext; the key is the ring's key of the stored version, which must have the
+        stored fingerprint (when one is stored): :class:`KeyFingerprintMismatchError` names
+        both when it has not (the ring holds another key under that version)."""
         cipher = self._ciphers.get(stored.key_version)
         if cipher is None:
             raise UnknownKeyVersionError(stored.key_version, self.versions)
+        present = self.fingerprints[stored.key_version]
+        if stored.key_fingerprint is not None and stored.key_fingerprint != present:
+            raise KeyFingerprintMismatchError(stored.key_version, stored.key_fingerprint, present)
         try:
             blob = base64.b64decode(stored.ciphertext, validate=True)
             plaintext = cipher.decrypt(
@@ -127,8 +186,40 @@ class KeyRing:
             ) from None
         return plaintext.decode()
 
+    def check_matches(self, census: SealedKeyCensus, source: str) -> None:
+        """Return when no secret is stored, or the ring holds a key that sealed one (by
+        fingerprint, or for rows without one by decrypting a sample). Otherwise raise
+        :class:`KeyRingMismatchError` naming ``source`` (where the ring came from), the row
+        count and the fingerprints stored and held. A ring that lacks some stored
+        fingerprints while holding others is logged, not refused: those rows fail alone."""
+        if census.rows == 0:
+            return
+        held = set(self.fingerprints.values())
+        if census.fingerprints & held or any(
+            self._authenticates(sealed, location) for location, sealed in census.unfingerprinted
+        ):
+            missing = sorted(census.fingerprints - held)
+            if missing:
+                log.warning(
+                    "the key ring from %s lacks keys some stored secrets were sealed under"
+                    " (fingerprints %s); those secrets cannot be read",
+                    source,
+                    ", ".join(missing),
+                )
+            return
+        raise KeyRingMismatchError(
+            source, census.rows, tuple(sorted(census.fingerprints)), self.fingerprints
+        )
+
+    def _authenticates(self, sealed: EncryptedValue, location: SecretLocation) -> bool:
+        try:
+            self.decrypt(sealed, location)
+        except SecretsError:
+            return False
+        return True
+
     def __repr__(self) -> str:
-        listed = ", ".join(f"v{v}" for v in self.versions)
+        listed = ", ".join(f"v{v} {self.fingerprints[v]}" for v in self.versions)
         return f"KeyRing({listed}; newest v{self.newest_version})"
 
 
@@ -141,13 +232,18 @@ def dev_key_ring_path(database_url: str) -> Path | None:
     return database.with_name(database.name + DEV_KEY_RING_SUFFIX)
 
 
-def key_ring_from_settings(settings: Settings) -> KeyRing:
-    """The configured key ring; on SQLite without one, a generated development key ring.
+def key_ring_from_settings(settings: Settings, census: Callable[[], SealedKeyCensus]) -> KeyRing:
+    """The configured key ring; on SQLite without one, the development key ring beside the
+    database file, generated only while ``census()`` (the stored secrets) counts no row.
 
-    Raises :class:`KeyRingError` when none is configured and none may be generated.
+    Raises :class:`KeyRingError` when none is configured and none may be generated, and
+    :class:`KeyRingMismatchError` when the ring matches none of the stored secrets (before
+    anything is generated).
     """
     if settings.secret_keys is not None and settings.secret_keys.get_secret_value().strip():
-        return KeyRing.parse(settings.secret_keys.get_secret_value())
+        ring = KeyRing.parse(settings.secret_keys.get_secret_value())
+        ring.check_matches(census(), "LLMBILLING_SECRET_KEYS")
+        return ring
     path = dev_key_ring_path(settings.database_url)
     if path is None:
         raise KeyRingError(
@@ -155,7 +251,12 @@ def key_ring_from_settings(settings: Settings) -> KeyRing:
             " 'v1:<base64 of 32 random bytes>' (a development key ring is generated only"
             " for a SQLite file database)"
         )
-    return _load_or_create_dev_key_ring(path)
+    stored = census()
+    if not path.exists() and stored.rows:
+        raise KeyRingMismatchError(str(path), stored.rows, tuple(sorted(stored.fingerprints)), {})
+    ring = _load_or_create_dev_key_ring(path)
+    ring.check_matches(stored, str(path))
+    return ring
 
 
 def _load_or_create_dev_key_ring(path: Path) -> KeyRing:

@@ -9,8 +9,8 @@ the API reads on its event loop instead:
   lookup inside this process (tens of µs), and in WAL mode (see :mod:`llmbilling.store.engine`)
   a writer never blocks a reader, so it does not wait on anything.
 - PostgreSQL: psycopg's asyncio driver under SQLAlchemy's ``AsyncEngine`` (a pool of its own,
-  autocommit, the sync engines' connect timeout): the loop awaits the socket and never blocks
-  on a slow or absent server.
+  sized, timed and named by the store's :class:`~llmbilling.store.engine.PoolSettings`;
+  autocommit): the loop awaits the socket and never blocks on a slow or absent server.
 
 A reader belongs to one event loop: open it on that loop and close it there.
 :class:`LoopReaders` keeps one per loop for an app that several servers (each with its own
@@ -32,10 +32,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from llmbilling.store.engine import (
-    POOL_SIZE,
-    POSTGRES_CONNECT_TIMEOUT_SECONDS,
     Store,
     named_parameter_dialect,
+    sqlite_error_discards_connection,
 )
 
 ReadStatement: TypeAlias = Select[Any] | TextualSelect
@@ -93,14 +92,18 @@ class _SqliteReader(LoopReader):
             row: Sequence[Any] | None = driver.execute(sql, bound).fetchone()
             return row
         except sqlite3.Error as error:
-            # Whatever broke, the next read starts on a fresh connection.
-            await self.close()
+            # Whatever broke, the next read starts on a fresh connection; one that may be
+            # stuck with its fault (read-only, unopenable storage) is discarded, not pooled.
+            await self.close(discard=sqlite_error_discards_connection(error))
             raise DBAPIError.instance(sql, bound, error, sqlite3.Error) from error
 
-    async def close(self) -> None:
+    async def close(self, *, discard: bool = False) -> None:
         if self._connection is not None:
             connection, self._connection, self._pool = self._connection, None, None
-            connection.close()
+            if discard:
+                connection.invalidate()
+            else:
+                connection.close()
 
 
 def _sqlite_value(value: object) -> object:
@@ -123,10 +126,9 @@ class _PostgresReader(LoopReader):
         self.dialect = store.dialect
         self._engine: AsyncEngine = create_async_engine(
             store.url,
-            pool_size=POOL_SIZE,
-            max_overflow=0,
+            **store.pool.queue_pool_options(),
             isolation_level="AUTOCOMMIT",
-            connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS},
+            connect_args=store.pool.postgres_connect_args("loop"),
         )
 
     async def first(

@@ -1,6 +1,8 @@
 """The two secret tables (``org_secrets``, ``workspace_secrets``), addressed by scope: sealed
-values in and out, names and key versions for listings, and the batches key rotation works
-through. Every function runs on the caller's connection, one statement each."""
+values in and out (with the fingerprint of the key that sealed them), names and key versions
+for listings, the census a key ring is checked against, and the batches key rotation works
+through. Every function runs on the caller's connection, one statement each (the census a few).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Column, Connection, Table, func, insert, select, update
+from sqlalchemy import Column, ColumnElement, Connection, Table, func, insert, or_, select, update
 
-from llmbilling.store.crypto import EncryptedValue, SecretScopeName
+from llmbilling.store.crypto import (
+    EncryptedValue,
+    SealedKeyCensus,
+    SecretLocation,
+    SecretScopeName,
+)
 from llmbilling.store.tables import org_secrets, organizations, workspace_secrets, workspaces
 
 
@@ -90,6 +97,7 @@ def insert_secret(
                 "key": name,
                 "ciphertext": sealed.ciphertext,
                 "key_version": sealed.key_version,
+                "key_fingerprint": sealed.key_fingerprint,
                 "updated_at": updated_at,
             }
         )
@@ -109,7 +117,12 @@ def replace_secret(
     connection.execute(
         update(tables.secrets)
         .where(tables.owner_key == owner, tables.secrets.c.key == name)
-        .values(ciphertext=sealed.ciphertext, key_version=sealed.key_version, updated_at=updated_at)
+        .values(
+            ciphertext=sealed.ciphertext,
+            key_version=sealed.key_version,
+            key_fingerprint=sealed.key_fingerprint,
+            updated_at=updated_at,
+        )
     )
 
 
@@ -132,29 +145,51 @@ def sealed_values(
     tables = _TABLES[scope]
     secrets = tables.secrets
     rows = connection.execute(
-        select(secrets.c.key, secrets.c.ciphertext, secrets.c.key_version).where(
-            tables.owner_key == owner
-        )
+        select(
+            secrets.c.key, secrets.c.ciphertext, secrets.c.key_version, secrets.c.key_fingerprint
+        ).where(tables.owner_key == owner)
     ).all()
-    return [(name, EncryptedValue(ciphertext, version)) for name, ciphertext, version in rows]
+    return [
+        (name, EncryptedValue(ciphertext, version, fingerprint))
+        for name, ciphertext, version, fingerprint in rows
+    ]
+
+
+def _not_under(secrets: Table, key_version: int, fingerprint: str) -> ColumnElement[bool]:
+    # Another version, or the same version under another (or an unrecorded) key.
+    return or_(
+        secrets.c.key_version != key_version,
+        secrets.c.key_fingerprint.is_(None),
+        secrets.c.key_fingerprint != fingerprint,
+    )
 
 
 def secrets_not_under(
-    connection: Connection, scope: SecretScopeName, key_version: int, limit: int
+    connection: Connection,
+    scope: SecretScopeName,
+    key_version: int,
+    fingerprint: str,
+    limit: int,
 ) -> list[SealedSecretRow]:
-    """Up to ``limit`` secrets of the scope sealed under another key version than
-    ``key_version``, by (owner, name)."""
+    """Up to ``limit`` secrets of the scope not sealed under key ``key_version`` with
+    ``fingerprint`` (another version, or no fingerprint recorded), by (owner, name)."""
     tables = _TABLES[scope]
     secrets = tables.secrets
     rows = connection.execute(
-        select(tables.owner_key, secrets.c.key, secrets.c.ciphertext, secrets.c.key_version)
-        .where(secrets.c.key_version != key_version)
+        select(
+            tables.owner_key,
+            secrets.c.key,
+            secrets.c.ciphertext,
+            secrets.c.key_version,
+            secrets.c.key_fingerprint,
+        )
+        .where(_not_under(secrets, key_version, fingerprint))
         .order_by(tables.owner_key, secrets.c.key)
         .limit(limit)
     ).all()
     return [
-        SealedSecretRow(owner, name, EncryptedValue(ciphertext, version))
-        for owner, name, ciphertext, version in rows
+        SealedSecretRow(owner, name, EncryptedValue(ciphertext, version, stored_fingerprint))
+        for owner, name, ciphertext, version, stored_fingerprint in rows
     ]
 
 
@@ -164,8 +199,8 @@ def reseal_if_unchanged(
     row: SealedSecretRow,
     resealed: EncryptedValue,
 ) -> None:
-    """Store ``resealed`` for the row only if it is still at the key version it was read at
-    (a concurrent write wins)."""
+    """Store ``resealed`` for the row only if it is still under the key (version and
+    fingerprint) it was read under (a concurrent write wins)."""
     tables = _TABLES[scope]
     secrets = tables.secrets
     connection.execute(
@@ -174,15 +209,59 @@ def reseal_if_unchanged(
             tables.owner_key == row.owner_id,
             secrets.c.key == row.name,
             secrets.c.key_version == row.sealed.key_version,
+            secrets.c.key_fingerprint.is_not_distinct_from(row.sealed.key_fingerprint),
         )
-        .values(ciphertext=resealed.ciphertext, key_version=resealed.key_version)
+        .values(
+            ciphertext=resealed.ciphertext,
+            key_version=resealed.key_version,
+            key_fingerprint=resealed.key_fingerprint,
+        )
     )
 
 
-def count_not_under(connection: Connection, scope: SecretScopeName, key_version: int) -> int:
-    """How many secrets of the scope are sealed under another key version."""
+def count_not_under(
+    connection: Connection, scope: SecretScopeName, key_version: int, fingerprint: str
+) -> int:
+    """How many secrets of the scope are not sealed under key ``key_version`` with
+    ``fingerprint``."""
     secrets = _TABLES[scope].secrets
     count: int = connection.execute(
-        select(func.count()).select_from(secrets).where(secrets.c.key_version != key_version)
+        select(func.count())
+        .select_from(secrets)
+        .where(_not_under(secrets, key_version, fingerprint))
     ).scalar_one()
     return count
+
+
+def key_census(connection: Connection) -> SealedKeyCensus:
+    """Every stored secret's key, in summary: the row count, the distinct fingerprints, and
+    one sample row per key version among the rows without a fingerprint."""
+    rows = 0
+    fingerprints: set[str] = set()
+    samples: list[tuple[SecretLocation, EncryptedValue]] = []
+    for scope, tables in _TABLES.items():
+        secrets = tables.secrets
+        rows += connection.execute(select(func.count()).select_from(secrets)).scalar_one()
+        fingerprints.update(
+            connection.execute(
+                select(secrets.c.key_fingerprint)
+                .where(secrets.c.key_fingerprint.is_not(None))
+                .distinct()
+            ).scalars()
+        )
+        unrecorded = secrets.c.key_fingerprint.is_(None)
+        versions = connection.execute(
+            select(secrets.c.key_version).where(unrecorded).distinct()
+        ).scalars()
+        for version in list(versions):
+            sample = connection.execute(
+                select(tables.owner_key, secrets.c.key, secrets.c.ciphertext)
+                .where(unrecorded, secrets.c.key_version == version)
+                .limit(1)
+            ).first()
+            if sample is not None:
+                owner, name, ciphertext = sample
+                samples.append(
+                    (SecretLocation(scope, owner, name), EncryptedValue(ciphertext, version))
+                )
+    return SealedKeyCensus(rows, frozenset(fingerprints), tuple(samples))

@@ -247,6 +247,7 @@ def _sealed(
                 "key": row["key"],
                 "ciphertext": sealed.ciphertext,
                 "key_version": sealed.key_version,
+                "key_fingerprint": sealed.key_fingerprint,
                 "updated_at": stamp,
             }
         )

@@ -92,6 +92,9 @@ def _secrets_table(name: str, owner_column: str, owner_table: str) -> Table:
         Column("ciphertext", Text(), nullable=False),
         Column("key_version", Integer(), nullable=False),
         Column("updated_at", Timestamp, nullable=False),
+        # Which key sealed the value (store/crypto.py key_fingerprint); NULL: sealed before
+        # fingerprints were stored, until the next rotation re-seals it.
+        Column("key_fingerprint", Text(), nullable=True),
     )
 
 
@@ -159,4 +162,18 @@ api_tokens = Table(
     ),
     UniqueConstraint("token_hash"),
     Index(None, "org_id"),
+)
+
+# Console sign-ins (API.md, console). The key is SHA-256 (hex) of the session secret; the
+# secret lives only in the browser's cookie. Ended rows are kept: ``ended_at`` says why not.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", Text(), primary_key=True),
+    Column("token_id", Uuid(), ForeignKey("api_tokens.id"), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("last_seen_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("ended_at", Timestamp, nullable=True),
+    Index(None, "token_id"),
 )

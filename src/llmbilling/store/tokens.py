@@ -1,5 +1,5 @@
-"""The API tokens table: insert, list, lock and revoke, and the active-token lookup by hash
-(one statement, also run on the event loop by :class:`LoopReader`). Rows come back as
+"""The API tokens table: insert, list, lock and revoke, and the lookup by hash (one
+statement, also run on the event loop by :class:`LoopReader`). Rows come back as
 :class:`StoredToken` values; the scope is the stored text."""
 
 from __future__ import annotations
@@ -75,21 +75,26 @@ def set_revoked_at(connection: Connection, token_id: UUID, revoked_at: datetime)
     )
 
 
-# The unique index on token_hash finds the row; revoked tokens are filtered in the same read.
-_ACTIVE_TOKEN_BY_HASH = select(
-    api_tokens.c.id, api_tokens.c.scope, api_tokens.c.org_id, api_tokens.c.token_hash
-).where(api_tokens.c.token_hash == bindparam("token_hash"), api_tokens.c.revoked_at.is_(None))
+# The unique index on token_hash finds the row. Revoked rows are returned too: a caller that
+# remembers tokens must learn of a revocation, not merely miss the token.
+_TOKEN_BY_HASH = select(
+    api_tokens.c.id,
+    api_tokens.c.scope,
+    api_tokens.c.org_id,
+    api_tokens.c.token_hash,
+    api_tokens.c.revoked_at,
+).where(api_tokens.c.token_hash == bindparam("token_hash"))
 
 
-def active_token_row(connection: Connection, token_hash: str) -> Sequence[Any] | None:
-    """``(id, scope, org_id, token_hash)`` of the unrevoked token with this hash, or None:
-    one statement."""
-    return connection.execute(_ACTIVE_TOKEN_BY_HASH, {"token_hash": token_hash}).first()
+def token_row_by_hash(connection: Connection, token_hash: str) -> Sequence[Any] | None:
+    """``(id, scope, org_id, token_hash, revoked_at)`` of the token with this hash, revoked
+    or not, or None: one statement."""
+    return connection.execute(_TOKEN_BY_HASH, {"token_hash": token_hash}).first()
 
 
-async def active_token_row_on_loop(reader: LoopReader, token_hash: str) -> Sequence[Any] | None:
-    """:func:`active_token_row` through ``reader``; ids may come back as text."""
-    return await reader.first(_ACTIVE_TOKEN_BY_HASH, {"token_hash": token_hash})
+async def token_row_by_hash_on_loop(reader: LoopReader, token_hash: str) -> Sequence[Any] | None:
+    """:func:`token_row_by_hash` through ``reader``; ids and times may come back as text."""
+    return await reader.first(_TOKEN_BY_HASH, {"token_hash": token_hash})
 
 
 def _stored(row: Row[Any]) -> StoredToken:

@@ -48,8 +48,8 @@ PYTHON_WHITE_SPACE = (
     "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
     "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
-# Packs one sealed model value as NAME:VERSION:BASE64 (neither ':' nor ',' occurs in an env
-# name, a number or base64).
+# Packs one sealed model value as NAME:VERSION:FINGERPRINT:BASE64, the fingerprint empty when
+# unrecorded (neither ':' nor ',' occurs in an env name, a number, hex or base64).
 _FIELD_SEPARATOR = ":"
 
 
@@ -100,8 +100,15 @@ def _is_model_secret(table: FromClause) -> ColumnElement[bool]:
 
 def _packed_model_secret(table: FromClause) -> ColumnElement[str]:
     separator = literal_column(f"'{_FIELD_SEPARATOR}'", Text)
+    fingerprint = func.coalesce(table.c.key_fingerprint, literal_column("''", Text))
     return (
-        table.c.key + separator + cast(table.c.key_version, Text) + separator + table.c.ciphertext
+        table.c.key
+        + separator
+        + cast(table.c.key_version, Text)
+        + separator
+        + fingerprint
+        + separator
+        + table.c.ciphertext
     )
 
 
@@ -313,6 +320,8 @@ def _unpack(scope: SecretScopeName, aggregated: str | None) -> tuple[SealedSecre
         return ()
     sealed: list[SealedSecret] = []
     for packed in aggregated.split(_LIST_SEPARATOR):
-        name, version, ciphertext = packed.split(_FIELD_SEPARATOR, 2)
-        sealed.append(SealedSecret(scope, name, EncryptedValue(ciphertext, int(version))))
+        name, version, fingerprint, ciphertext = packed.split(_FIELD_SEPARATOR, 3)
+        sealed.append(
+            SealedSecret(scope, name, EncryptedValue(ciphertext, int(version), fingerprint or None))
+        )
     return tuple(sealed)

@@ -16,9 +16,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.responses import RedirectResponse, Response
 
-from llmbilling.api.auth import Principal, authenticate
+from llmbilling.api.auth import Principal, principal_of
 from llmbilling.api.console.rendering import render, with_security_headers
-from llmbilling.api.console.session import CONSOLE_HOME, is_same_origin, session_token
+from llmbilling.api.console.session import (
+    CONSOLE_HOME,
+    console_sessions_of,
+    is_same_origin,
+    session_secret,
+)
 from llmbilling.errors import (
     InvalidInputError,
     OrgNotFoundError,
@@ -26,6 +31,7 @@ from llmbilling.errors import (
     StoreUnavailableError,
     WorkspaceNotFoundError,
 )
+from llmbilling.service.console_sessions import resume_session
 from llmbilling.service.context import ServiceContext
 
 
@@ -103,9 +109,18 @@ def service_context(request: Request) -> ServiceContext:
 Context = Annotated[ServiceContext, Depends(service_context)]
 
 
+def current_principal(request: Request, context: ServiceContext) -> Principal | None:
+    """The principal of the request's live session (resuming it), or None."""
+    secret = session_secret(request)
+    if secret is None:
+        return None
+    sessions = console_sessions_of(request)
+    token = resume_session(context, secret, policy=sessions.policy, now=sessions.now())
+    return None if token is None else principal_of(token)
+
+
 def signed_in(request: Request, context: Context) -> Principal:
-    token = session_token(request)
-    principal = None if token is None else authenticate(context, token)
+    principal = current_principal(request, context)
     if principal is None:
         raise NotSignedInError
     request.state.console_principal = principal

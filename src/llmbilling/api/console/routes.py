@@ -17,7 +17,7 @@ from uuid import UUID
 from fastapi import APIRouter, Form, Query, Request
 from starlette.responses import RedirectResponse, Response
 
-from llmbilling.api.auth import Principal, authenticate
+from llmbilling.api.auth import Principal
 from llmbilling.api.console import views
 from llmbilling.api.console.guard import (
     ConsoleRoute,
@@ -26,13 +26,21 @@ from llmbilling.api.console.guard import (
     SameOrigin,
     SignedIn,
     WriteForbiddenError,
+    current_principal,
 )
 from llmbilling.api.console.rendering import STATIC_FILES, render, static_file
-from llmbilling.api.console.session import end_session, safe_next, session_token, start_session
+from llmbilling.api.console.session import (
+    clear_session_cookie,
+    client_address,
+    console_sessions_of,
+    safe_next,
+    session_secret,
+    set_session_cookie,
+)
 from llmbilling.api.etags import IfMatch, decision_etag
 from llmbilling.core.modes import MODE_VALUES, BillingMode, DecisionSource
 from llmbilling.errors import InvalidInputError, StoreUnavailableError
-from llmbilling.service import admin, audit, console
+from llmbilling.service import admin, audit, console, console_sessions
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.resolve import DecisionVersion, read_decision
@@ -93,10 +101,9 @@ def _choice(field: str, value: str, allowed: tuple[str, ...]) -> str | None:
 
 @router.get("/login")
 def login_form(request: Request, context: Context, next: str = "") -> Response:
-    token = session_token(request)
-    if token is not None and authenticate(context, token) is not None:
+    if current_principal(request, context) is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return render("console_login.html", principal=None, next=safe_next(next), failed=False)
+    return _login_page(next)
 
 
 @router.post("/login", dependencies=[SameOrigin])
@@ -106,23 +113,56 @@ def login(
     token: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "",
 ) -> Response:
+    sessions = console_sessions_of(request)
+    client = client_address(request)
+    now = sessions.now()
+    wait = sessions.throttle.retry_after(client, now)
+    if wait is not None:
+        # Refused before the token is looked at: a right guess now is refused like a wrong one.
+        response = _login_page(next, status_code=429, retry_after=wait)
+        response.headers["Retry-After"] = str(wait)
+        return response
     presented = token.strip()
-    principal = authenticate(context, presented) if presented else None
-    if principal is None:
+    started = (
+        console_sessions.start_session(context, presented, policy=sessions.policy, now=now)
+        if presented
+        else None
+    )
+    if started is None:
+        sessions.throttle.failed(client, now)
         # The token is never echoed back, not even into the form field.
-        return render(
-            "console_login.html", status_code=401, principal=None, next=safe_next(next), failed=True
-        )
+        return _login_page(next, status_code=401, failed=True)
+    sessions.throttle.succeeded(client)
+    previous = session_secret(request)
+    if previous is not None:
+        console_sessions.end_session(context, previous, now=now)
     response = RedirectResponse(safe_next(next), status_code=303)
-    start_session(request, response, presented)
+    set_session_cookie(request, response, started, sessions.policy)
     return response
 
 
 @router.post("/logout", dependencies=[SameOrigin])
-def logout(request: Request) -> Response:
+def logout(request: Request, context: Context) -> Response:
+    secret = session_secret(request)
+    if secret is not None:
+        # Ended in the store, so a copy of the cookie stops working too.
+        console_sessions.end_session(context, secret, now=console_sessions_of(request).now())
     response = RedirectResponse("/console/login", status_code=303)
-    end_session(request, response)
+    clear_session_cookie(request, response)
     return response
+
+
+def _login_page(
+    next: str, *, status_code: int = 200, failed: bool = False, retry_after: int | None = None
+) -> Response:
+    return render(
+        "console_login.html",
+        status_code=status_code,
+        principal=None,
+        next=safe_next(next),
+        failed=failed,
+        retry_after=retry_after,
+    )
 
 
 # --- pages -----------------------------------------------------------------------------------

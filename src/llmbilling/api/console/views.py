@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmbilling.core.decision import BillingDecision, TraceEntry
-from llmbilling.core.modes import BillingMode, RungName, RungStatus
+from llmbilling.core.modes import BillingMode, RungName, RungStatus, normalize_mode_text
 from llmbilling.service.console import LastProvision
 
 RUNG_LABELS: Mapping[RungName, str] = {
@@ -107,12 +107,12 @@ def org_default_words(raw: str | None, deployment_default: str | None) -> str:
                 f" {deployment_default!r} applies"
             )
         return "none: workspaces inherit from their model"
-    normalized = raw.strip().lower()
+    normalized = normalize_mode_text(raw)
     if normalized in {mode.value for mode in BillingMode}:
         if raw == normalized:
             return normalized
         return f"{normalized} (stored as {raw!r})"
-    if not raw.strip():
+    if not normalized:
         return "empty: ignored"
     return f"{raw!r} is not a mode: ignored"
 

@@ -20,11 +20,13 @@ def healthz() -> Health:
 
 @router.get(
     "/readyz",
-    summary="Ready: the store answers",
+    summary="Ready: the store answers reads and can take writes",
     response_model=Health,
     responses=problem_responses(503),
 )
 def readyz(context: Context) -> Health:
+    # A store that reads but cannot write (read-only file or server, full disk) is not ready:
+    # store/health.py proves a write can succeed.
     context.check_store()
     return Health(status="ready")
 

@@ -44,7 +44,7 @@ def jobs_of(request: Request) -> WhatIfJobs:
     response_model=WhatIfJob,
     responses={
         202: {"links": WHATIF_STARTED_LINKS},
-        **problem_responses(400, 401, 403, 404, 422, 500, 503),
+        **problem_responses(400, 401, 403, 404, 422, 429, 500, 503),
     },
 )
 def start_whatif(

@@ -19,6 +19,7 @@ from llmbilling.api.dependencies import (
     Audit,
     Caller,
     Context,
+    DecisionCaller,
     context_of,
     metrics_of,
 )
@@ -67,7 +68,9 @@ _WRITE_RESPONSES = problem_responses(400, 401, 403, 404, 412, 500, 503)
         **problem_responses(400, 401, 404, 500, 503),
     },
 )
-async def get_decision(workspace_id: WorkspaceId, caller: Caller, request: Request) -> Response:
+async def get_decision(
+    workspace_id: WorkspaceId, caller: DecisionCaller, request: Request
+) -> Response:
     # The hottest route: on the event loop (the reader needs no thread, the rest is CPU work),
     # taking what it needs from the request rather than through three more dependencies.
     context = context_of(request)
