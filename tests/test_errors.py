@@ -82,6 +82,7 @@ EXPECTED: dict[type[LlmBillingError], tuple[int, int]] = {
     errors.MissingByokCredentialError: (5, 409),
     errors.StoreError: (7, 503),
     errors.StoreUnavailableError: (7, 503),
+    errors.DatabaseNotFoundError: (7, 503),
     errors.SchemaNotCurrentError: (8, 503),
     errors.SecretsError: (9, 500),
     errors.KeyRingError: (9, 500),

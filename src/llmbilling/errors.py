@@ -55,6 +55,7 @@ class ErrorCode(StrEnum):
     MISSING_BYOK_CREDENTIAL = "MISSING_BYOK_CREDENTIAL"
     # The store
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    DATABASE_NOT_FOUND = "DATABASE_NOT_FOUND"
     SCHEMA_NOT_CURRENT = "SCHEMA_NOT_CURRENT"
     KEY_RING_INVALID = "KEY_RING_INVALID"
     KEY_VERSION_UNKNOWN = "KEY_VERSION_UNKNOWN"
@@ -394,6 +395,21 @@ class StoreUnavailableError(StoreError):
     """The database could not be reached or failed mid-operation."""
 
     code = ErrorCode.STORE_UNAVAILABLE
+
+
+class DatabaseNotFoundError(StoreError):
+    """A SQLite database file that does not exist was opened by a command that only uses one
+    (only ``llmbilling db upgrade`` and ``llmbilling serve --demo`` create one). The message
+    names the path: it is the operator's own setting, never shown to a tenant."""
+
+    code = ErrorCode.DATABASE_NOT_FOUND
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"no database at {path!r}; `llmbilling db upgrade --database-url sqlite:///{path}`"
+            " creates one"
+        )
+        self.path = path
 
 
 class SchemaNotCurrentError(StoreError):

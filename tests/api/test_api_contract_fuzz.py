@@ -43,16 +43,26 @@ OPERATIONS = (
     ("PUT", "/v1/workspaces/{workspace_id}/llm-billing-mode"),
     ("DELETE", "/v1/workspaces/{workspace_id}/llm-billing-mode"),
     ("POST", "/v1/workspaces/{workspace_id}/provision-env"),
+    ("GET", "/v1/orgs"),
     ("GET", "/v1/orgs/{org_id}/llm-billing-mode-default"),
     ("PUT", "/v1/orgs/{org_id}/llm-billing-mode-default"),
     ("GET", "/v1/orgs/{org_id}/workspaces"),
     ("GET", "/v1/audit"),
+    ("GET", "/v1/whatif"),
     ("POST", "/v1/whatif"),
     ("GET", "/v1/whatif/{job_id}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
 )
+
+
+def move_expiry_to_the_future(case: Case[Any]) -> None:
+    # A schema cannot say "later than now", which an override's expires_at must be (else a
+    # 400 naming it, tested in test_api_write_reasons.py): a fuzzed one is kept in the future.
+    body = case.body
+    if isinstance(body, dict) and isinstance(body.get("expires_at"), str):
+        body["expires_at"] = "2999-01-01T00:00:00Z"
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,7 @@ def test_every_operation_keeps_its_contract(target: FuzzTarget, method: str, pat
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
     def keeps_contract(case: Case[Any]) -> None:
+        move_expiry_to_the_future(case)
         case.call_and_validate(headers=target.headers)
 
     keeps_contract()

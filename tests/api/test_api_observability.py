@@ -117,6 +117,12 @@ def _walk_every_route(
     job = client.get(started.headers["location"], headers=headers)
     assert job.status_code == 200, job.text
     walked.add(("GET", "/v1/whatif/{job_id}"))
+    listed = client.get("/v1/whatif", headers=headers)
+    assert listed.status_code == 200, listed.text
+    walked.add(("GET", "/v1/whatif"))
+    orgs = client.get("/v1/orgs", headers=headers)
+    assert orgs.status_code == 200, orgs.text
+    walked.add(("GET", "/v1/orgs"))
     # Failing paths log too: a refused token, a failed provision naming env vars.
     client.get("/v1/audit", headers=bearer(token + "x"))
     admin.set_override(context, platform_workspace, "byok")

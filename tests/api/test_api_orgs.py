@@ -62,7 +62,7 @@ def test_an_org_default_that_is_no_mode_is_a_400_listing_the_allowed_values(
     )
 
     assert response.status_code == 400
-    assert response.json()["field"] == "llm_billing_mode_default"
+    assert response.json()["field"] == "mode"
     assert response.json()["allowed"] == list(MODE_VALUES)
 
 

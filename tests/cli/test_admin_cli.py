@@ -214,7 +214,6 @@ def test_db_upgrade_and_a_deterministic_demo_seed(cli: Cli, tmp_path: Path) -> N
     assert "ALREADY_EXISTS" in again.stderr
 
     twin = Cli(tmp_path / "twin")
-    twin.folder.mkdir()
     twin.ok("demo", "seed", "--workspaces", "60")
     assert [(w["id"], w["model"]) for w in twin.json("workspace", "list", "--limit", "1000")] == [
         (w["id"], w["model"]) for w in listed

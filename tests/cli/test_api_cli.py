@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
+import stat
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -84,9 +86,17 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Demo:
+    console_line: str
+    token: str
+    base: str
+    guide: list[str]  # the lines after the token's, up to the metering proxy's
+
+
 @contextmanager
-def _serving_demo(cli: Cli) -> Iterator[tuple[str, str, str]]:
-    """Runs ``serve --demo`` until the block ends; yields (console line, token, base URL)."""
+def _serving_demo(cli: Cli) -> Iterator[Demo]:
+    """Runs ``serve --demo`` until the block ends; yields what it printed and its base URL."""
     port = _free_port()
     server = subprocess.Popen(
         [str(SCRIPT), "serve", "--demo", "--port", str(port)],
@@ -100,9 +110,12 @@ def _serving_demo(cli: Cli) -> Iterator[tuple[str, str, str]]:
         assert server.stdout is not None
         console_line = server.stdout.readline().strip()
         token = server.stdout.readline().strip().removeprefix("admin token: ")
+        guide = [server.stdout.readline().rstrip("\n")]
+        while not guide[-1].startswith("metering proxy:"):
+            guide.append(server.stdout.readline().rstrip("\n"))
         base = f"http://127.0.0.1:{port}"
         _wait_until_ready(base)
-        yield console_line, token, base
+        yield Demo(console_line, token, base, guide)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -121,23 +134,81 @@ def _wait_until_ready(base: str) -> None:
         time.sleep(0.1)
 
 
+def _status(url: str, token: str) -> int:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
 def _get(url: str, token: str) -> object:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request) as response:
         return json.loads(response.read())
 
 
-def test_serve_demo_seeds_an_empty_store_once_and_prints_the_console_and_a_token(
+def test_serve_demo_seeds_an_empty_store_once_and_reuses_one_admin_token_across_starts(
     cli: Cli,
 ) -> None:
-    with _serving_demo(cli) as (console_line, token, base):
-        assert console_line == f"console: {base}/console/"
+    with _serving_demo(cli) as first:
+        assert first.console_line == f"console: {first.base}/console/"
+        token = first.token
         assert token.startswith("llmb_")
-        entries = _get(f"{base}/v1/audit?limit=500", token)
-    with _serving_demo(cli) as (_, second_token, base):
-        assert second_token != token
+        entries = _get(f"{first.base}/v1/audit?limit=500", token)
+    with _serving_demo(cli) as second:
+        assert second.token == token
 
     assert isinstance(entries, dict)
     assert [e["action"] for e in entries["items"]] == ["token.created", "demo.seeded"]
     assert len(cli.json("workspace", "list", "--limit", "1000")) == 200
-    assert [t["name"] for t in cli.json("token", "list")] == ["demo", "demo"]
+    assert [t["name"] for t in cli.json("token", "list")] == ["demo"]
+    kept = cli.folder / "store.sqlite3.demo-token"
+    assert kept.read_text().strip() == token
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+
+
+def test_serve_demo_mints_a_new_token_and_revokes_the_old_when_the_kept_file_is_gone(
+    cli: Cli,
+) -> None:
+    with _serving_demo(cli) as first:
+        pass
+    (cli.folder / "store.sqlite3.demo-token").unlink()
+    with _serving_demo(cli) as second:
+        assert second.token != first.token
+        assert _status(f"{second.base}/v1/audit", first.token) == 401
+
+    assert [t["revoked_at"] is None for t in cli.json("token", "list")] == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("proxy", "expected"),
+    [
+        (
+            {},
+            "metering proxy: not configured — platform_managed workspaces will fail provisioning"
+            " with MISSING_PLATFORM_PROXY; set MOLECULE_LLM_BASE_URL and MOLECULE_LLM_USAGE_TOKEN",
+        ),
+        (
+            {
+                "MOLECULE_LLM_BASE_URL": "https://user:pw@proxy.example/v1?k=s",
+                "MOLECULE_LLM_USAGE_TOKEN": "usage-token-value",
+            },
+            "metering proxy: configured at https://proxy.example/v1",
+        ),
+    ],
+)
+def test_serve_demo_says_what_to_do_next_and_whether_a_metering_proxy_is_configured(
+    cli: Cli, proxy: dict[str, str], expected: str
+) -> None:
+    cli.proxy = proxy
+    with _serving_demo(cli) as demo:
+        pass
+    login, curl, proxy_line = demo.guide
+    assert "log in to the console with it" in login
+    assert curl.startswith(
+        f"try: curl -H 'Authorization: Bearer {demo.token}' {demo.base}/v1/workspaces/"
+    )
+    assert proxy_line == expected
+    assert "usage-token-value" not in "\n".join(demo.guide)

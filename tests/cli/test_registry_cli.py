@@ -48,7 +48,7 @@ class RegistryCli(Cli):
     """:class:`Cli` with extra environment variables (a registry path, a database URL)."""
 
     def __init__(self, folder: Path) -> None:
-        super().__init__(folder)
+        super().__init__(folder, with_store=False)
         self.extra: dict[str, str] = {}
 
     def env(self) -> dict[str, str]:

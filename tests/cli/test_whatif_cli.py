@@ -11,6 +11,7 @@ from tests.cli.cli_runner import Cli
 from llmbilling import CONTRACT_POLICY
 
 P2B_POLICY = "rungs: [workspace_override, derived_provider, deployment_default]\n"
+NO_OVERRIDE_POLICY = "rungs: [org_default, derived_provider, deployment_default]\n"
 DANGER_EXIT_CODE = 10
 
 
@@ -67,3 +68,23 @@ def test_an_invalid_policy_names_file_path_and_problem(fleet: Cli, tmp_path: Pat
     assert "POLICY_INVALID" in result.stderr
     assert policy in result.stderr
     assert "deployment_default" in result.stderr
+
+
+def test_workspaces_that_would_start_paying_fail_the_gate(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    cli.proxy = {
+        "MOLECULE_LLM_BASE_URL": "https://proxy.test/v1",
+        "MOLECULE_LLM_USAGE_TOKEN": "usage-token",
+    }
+    org_id = cli.ok("org", "create", "switched-off", "--default", "platform_managed").strip()
+    for _ in range(2):
+        cli.ok("workspace", "create", "--org", org_id, "--model", "kimi-for-coding",
+               "--override", "disabled")  # fmt: skip
+    policy = write(tmp_path, "no-override.yaml", NO_OVERRIDE_POLICY)
+    result = cli.run("whatif", "--policy", policy, "--json")
+    assert result.returncode == DANGER_EXIT_CODE, result.stderr
+    document = json.loads(result.stdout)
+    assert {name: count for name, count in document["dangers"].items() if count} == {
+        "starts_paying": 2
+    }
+    assert "- workspace_override" in document["proposal"]["policy"]["diff"]

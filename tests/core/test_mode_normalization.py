@@ -75,7 +75,7 @@ def test_an_org_default_with_a_look_alike_is_skipped_not_decided(
 def test_an_admin_cannot_set_a_look_alike_org_default(raw: str) -> None:
     with pytest.raises(InvalidInputError) as refused:
         parse_org_default(raw)
-    assert refused.value.field == "llm_billing_mode_default"
+    assert refused.value.field == "mode"
     assert refused.value.allowed == MODE_VALUES
 
 

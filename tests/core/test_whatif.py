@@ -11,7 +11,7 @@ import pytest
 
 from llmbilling import CONTRACT_POLICY, ResolutionInput, built_in_registry, compile_policy
 from llmbilling.core.whatif import Configuration, DangerClass, WhatIfTally, compare
-from llmbilling.service.whatif_report import write_report
+from llmbilling.service.whatif_report import proposal_of, write_report
 
 REGISTRY = built_in_registry()
 CURRENT = Configuration(CONTRACT_POLICY, REGISTRY)
@@ -171,7 +171,7 @@ def test_report_records_both_configurations_versions() -> None:
 
 
 def test_report_files_hold_the_same_counts(tmp_path: Path) -> None:
-    paths = write_report(tally().report(), tmp_path / "out")
+    paths = write_report(tally().report(), proposal_of(CURRENT, P2B), tmp_path / "out")
     assert sorted(path.name for path in paths) == ["report.html", "report.json", "transitions.csv"]
     document = json.loads((tmp_path / "out" / "report.json").read_text())
     assert document["total"] == 36
@@ -194,6 +194,6 @@ def test_report_files_hold_the_same_counts(tmp_path: Path) -> None:
 def test_html_report_escapes_workspace_ids(tmp_path: Path, hostile: str) -> None:
     result = WhatIfTally(CURRENT, P2B)
     result.add("org", hostile, compare(FRESH, CURRENT, P2B).change)
-    write_report(result.report(), tmp_path)
+    write_report(result.report(), proposal_of(CURRENT, P2B), tmp_path)
     page = (tmp_path / "report.html").read_text()
     assert hostile not in page

@@ -280,8 +280,8 @@ def _write(arguments: argparse.Namespace, token: str) -> None:
         while not stop_file.exists() and time.monotonic() < deadline:
             if sequence >= arguments.max_writes:
                 return
-            workspace, mode = rng.choice(workspaces), rng.choice(MODES)
-            for _ in range(arguments.tries):  # the same write again after a 412
+            workspace = rng.choice(workspaces)
+            for _ in range(arguments.tries):  # a write again after a 412
                 try:
                     read = client.get(decision_path(workspace))
                 except httpx.TransportError:
@@ -291,6 +291,9 @@ def _write(arguments: argparse.Namespace, token: str) -> None:
                 if read.status_code != 200 or etag is None:
                     time.sleep(0.05)
                     continue
+                # Always a change: a write of the override already stored is answered but not
+                # audited and moves no version, and the test's reasoning counts changes.
+                mode = rng.choice([mode for mode in MODES if mode != _stored_override(read)])
                 sequence += 1
                 request_id = f"writer{arguments.writer}-{sequence}"
                 started = time.time()
@@ -319,6 +322,11 @@ def _write(arguments: argparse.Namespace, token: str) -> None:
                 out.flush()
                 if outcome != "412":
                     break
+
+
+def _stored_override(read: httpx.Response) -> str | None:
+    record = read.json()
+    return str(record["mode"]) if record["source"] == "workspace_override" else None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -164,7 +164,7 @@ CASES: dict[str, Case] = {
         400,
         "INVALID_INPUT",
         b'{"mode": "byok\\u0000"}',
-        field="llm_billing_mode_default",
+        field="mode",
     ),
     "escaped NUL in the provision model": Case(
         "POST", PROVISION, 400, "INVALID_INPUT", b'{"model": "gpt-5.5\\u0000"}', field="model"
@@ -182,7 +182,7 @@ CASES: dict[str, Case] = {
         400,
         "INVALID_INPUT",
         _json({"mode": "byok'; DROP TABLE workspaces; --"}),
-        field="llm_billing_mode_default",
+        field="mode",
     ),
     "SQL as a workspace id (GET)": Case(
         "GET",

@@ -48,7 +48,7 @@ from llmbilling.service.context import ServiceContext
 from llmbilling.service.resolve import resolve_workspace
 from llmbilling.service.tokens import Scope, create_token
 from llmbilling.service.whatif import run_whatif
-from llmbilling.service.whatif_report import write_report
+from llmbilling.service.whatif_report import proposal_of, report_document, write_report
 from llmbilling.store import migrate
 from llmbilling.store.crypto import KeyRing, SecretScopeName
 from llmbilling.store.engine import open_store
@@ -247,6 +247,7 @@ def walk_the_api(walk: ApiWalk, token: str) -> str:
         "GET", "/v1/orgs/{org_id}/workspaces", f"/v1/orgs/{org_id}/workspaces", headers=headers
     )
     walk.call("GET", "/v1/audit", "/v1/audit?limit=500", headers=headers)
+    walk.call("GET", "/v1/orgs", "/v1/orgs", headers=headers)
     started = walk.call(
         "POST",
         "/v1/whatif",
@@ -257,6 +258,7 @@ def walk_the_api(walk: ApiWalk, token: str) -> str:
     ).json()
     job = _wait_for_job(walk, started["id"], headers)
     assert job["state"] == "succeeded", job
+    walk.call("GET", "/v1/whatif", "/v1/whatif", headers=headers)
     for path in ("/healthz", "/readyz", "/metrics"):
         walk.call("GET", path, path)
     # A refused token and a refused provision answer too.
@@ -297,6 +299,13 @@ def walk_the_console(walk: ApiWalk, token: str, job_id: str) -> set[tuple[str, s
         "/console/whatif": "/console/whatif",
         "/console/whatif/{job_id}": f"/console/whatif/{job_id}",
         "/console/whatif/{job_id}/report.html": f"/console/whatif/{job_id}/report.html",
+        "/console/whatif/{job_id}/samples/{workspace_id}": (
+            f"/console/whatif/{job_id}/samples/{workspace_id}"
+        ),
+        "/console/search": "/console/search?q=sentinel",
+        "/console/orgs/{org_id}/default": f"/console/orgs/{org_id}/default",
+        "/console/orgs/{org_id}/default/set": f"/console/orgs/{org_id}/default/set?mode=byok",
+        "/console/orgs/{org_id}/default/clear": f"/console/orgs/{org_id}/default/clear",
     }
     for template, url in pages.items():
         walk.call("GET", template, url)
@@ -319,6 +328,20 @@ def walk_the_console(walk: ApiWalk, token: str, job_id: str) -> set[tuple[str, s
             f"/v1/workspaces/{workspace_id}/llm-billing-mode",
             headers={"Authorization": f"Bearer {token}"},
         ).headers["etag"]
+    for action, data in (("set", {"mode": "byok"}), ("clear", {})):
+        org_version = walk.client.get(
+            f"/v1/orgs/{org_id}/llm-billing-mode-default",
+            headers={"Authorization": f"Bearer {token}"},
+        ).headers["etag"]
+        walk.call(
+            "POST",
+            f"/console/orgs/{{org_id}}/default/{action}",
+            f"/console/orgs/{org_id}/default/{action}",
+            data={**data, "version": org_version, "reason": "sentinel scan"},
+            headers=origin,
+            expect=(303,),
+            follow_redirects=False,
+        )
     walk.call(
         "POST",
         "/console/whatif",
@@ -444,8 +467,9 @@ def test_no_plaintext_secret_anywhere_but_the_provisioned_env(
         proposed = Configuration(compile_policy(DROPS_ORG_RUNG, "<proposed>"), context.registry)
         whatif = run_whatif(context, proposed)
         assert whatif.total == len(fleet.workspace_ids)
-        scan.check("service what-if report", json.dumps(whatif.to_document()))
-        for path in write_report(whatif, tmp_path / "service-report"):
+        proposal = proposal_of(Configuration(context.policy, context.registry), proposed)
+        scan.check("service what-if report", json.dumps(report_document(whatif, proposal)))
+        for path in write_report(whatif, proposal, tmp_path / "service-report"):
             scan.check(f"service what-if {path.name}", path.read_bytes())
 
     # The CLI what-if, a separate process on the same store.

@@ -97,7 +97,7 @@ def test_an_org_default_is_stored_raw_and_shown_recognized(
 
 
 def test_an_org_default_that_is_no_mode_is_refused(context: ServiceContext) -> None:
-    with pytest.raises(InvalidInputError, match="llm_billing_mode_default"):
+    with pytest.raises(InvalidInputError, match="billing_mode_default"):
         admin.create_org(context, "acme", billing_mode_default="byokk")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -63,3 +63,21 @@ def chromium() -> Iterator[Browser]:
             yield launched
         finally:
             launched.close()
+
+
+def log_in(browser: Browser, base_url: str, token: str, width: int = 1280) -> Page:
+    """A new page signed in to the console with ``token``, on the console's first page."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(f"{base_url}/console/login")
+    page.get_by_label("API token").fill(token)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Organizations")).to_be_visible()
+    return page
+
+
+def save_screenshot(page: Page, name: str) -> Path:
+    """The whole page as ``test-output/ui/<name>``."""
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOT_DIR / name
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -175,7 +175,8 @@ def test_an_operator_previews_a_policy_change_in_the_browser(
         page.goto(f"{base_url}/console/whatif")
         page.fill("textarea[name=policy]", DROPS_THE_ORG_RUNG)
         page.click("text=Run what-if")
-        expect(page.locator("text=to_byok_without_credential")).to_be_visible(timeout=60_000)
+        danger = page.locator('tr[data-danger="to_byok_without_credential"]')
+        expect(danger).to_contain_text("5", timeout=60_000)
         expect(page.locator(".alert")).to_contain_text("Dangerous")
         SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
         screenshot = SCREENSHOT_DIR / "console-whatif-report.png"

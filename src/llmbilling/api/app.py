@@ -18,9 +18,11 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from llmbilling.api.auth import RecentPrincipals
+from llmbilling.api.console.routes import root_router as console_root_router
 from llmbilling.api.console.routes import router as console_router
 from llmbilling.api.console.session import ConsoleSessions
 from llmbilling.api.console.whatif_pages import router as console_whatif_router
+from llmbilling.api.docs_pages import router as docs_router
 from llmbilling.api.limits import (
     MAX_REQUEST_BODY_BYTES,
     REQUEST_TOO_LARGE_CODE,
@@ -71,8 +73,9 @@ def create_app(
         description=API_DESCRIPTION,
         version=version("llmbilling"),
         openapi_url="/openapi.json",
-        docs_url="/docs",
-        redoc_url="/redoc",
+        # Served by api/docs_pages.py from packaged assets, not FastAPI's CDN-loading pages.
+        docs_url=None,
+        redoc_url=None,
         lifespan=lifespan,
     )
     app.state.context = service_context
@@ -101,7 +104,9 @@ def create_app(
         app.include_router(router)
     # The web console (HTML pages under /console/) is included here.
     app.include_router(console_router)
+    app.include_router(console_root_router)
     app.include_router(console_whatif_router)
+    app.include_router(docs_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

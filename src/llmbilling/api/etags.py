@@ -2,7 +2,8 @@
 
 A decision's tag is ``"w<workspace row_version>.o<org row_version>.<record digest>"`` (see
 :class:`~llmbilling.service.resolve.DecisionVersion`); an org default's is ``"o<row_version>"``.
-Tags are strong: a weak tag (``W/"..."``) in ``If-Match`` never matches (RFC 9110 §13.1.1).
+Tags are strong: a weak tag (``W/"..."``) in ``If-Match`` never matches (RFC 9110 §13.1.1);
+``If-None-Match`` compares weakly (§13.1.2), so ``W/"x"`` there matches ``"x"``.
 """
 
 from __future__ import annotations
@@ -62,3 +63,14 @@ def accepted_org_versions(header: str | None) -> list[int] | None:
     """:func:`accepted_decision_versions` for an org default's tags."""
     if_match = IfMatch.parse(header)
     return None if if_match is None else if_match.org_versions()
+
+
+def none_match(header: str | None, current: str) -> bool:
+    """Whether ``If-None-Match: header`` names the current tag ``current`` (weak comparison,
+    RFC 9110 §13.1.2; ``*`` matches any current representation): the GET then answers 304."""
+    if header is None:
+        return False
+    listed = [tag.strip() for tag in header.split(",") if tag.strip()]
+    if "*" in listed:
+        return True
+    return current.removeprefix("W/") in (tag.removeprefix("W/") for tag in listed)

@@ -20,6 +20,7 @@ DECISION_PATH = "/v1/workspaces/{workspace_id}/llm-billing-mode"
 PROVISION_ENV_PATH = "/v1/workspaces/{workspace_id}/provision-env"
 ORG_DEFAULT_PATH = "/v1/orgs/{org_id}/llm-billing-mode-default"
 ORG_WORKSPACES_PATH = "/v1/orgs/{org_id}/workspaces"
+ORGS_PATH = "/v1/orgs"
 AUDIT_PATH = "/v1/audit"
 WHATIF_JOB_PATH = "/v1/whatif/{job_id}"
 
@@ -147,6 +148,28 @@ ORG_WORKSPACES_LINKS: Links = {
     ),
     "ReadOrgDefault": link(
         "GET", ORG_DEFAULT_PATH, "The org's default.", {"org_id": "$request.path.org_id"}
+    ),
+}
+
+# GET /v1/orgs → 200
+ORGS_LINKS: Links = {
+    "ListFirstOrgWorkspaces": link(
+        "GET",
+        ORG_WORKSPACES_PATH,
+        "The workspaces of the page's first org.",
+        {"org_id": "$response.body#/items/0/id"},
+    ),
+    "ReadFirstOrgDefault": link(
+        "GET",
+        ORG_DEFAULT_PATH,
+        "The default of the page's first org.",
+        {"org_id": "$response.body#/items/0/id"},
+    ),
+    "NextPage": link(
+        "GET",
+        ORGS_PATH,
+        "The next page (none when `next_cursor` is null).",
+        {"query.after": "$response.body#/next_cursor", "query.limit": "$request.query.limit"},
     ),
 }
 

@@ -149,8 +149,23 @@ async def _validation_error(request: Request, error: Exception) -> Response:
     location = [str(part) for part in first.get("loc", ())]
     # ("path", "workspace_id") names the parameter; a whole-body problem names "body".
     field = location[-1] if location else "request"
-    problem = str(first.get("msg", "is not valid"))
-    return error_response(request, InvalidInputError(field, problem))
+    return error_response(request, InvalidInputError(field, _validation_problem(first)))
+
+
+def _validation_problem(error: Mapping[str, Any]) -> str:
+    """A validator's complaint in our words: no "Value error, " prefix, no regex."""
+    kind = error.get("type")
+    message = str(error.get("msg", "is not valid"))
+    if kind == "value_error":
+        return message.removeprefix("Value error, ")
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a field this request accepts"
+    if kind == "string_pattern_mismatch":
+        # The pattern is in the OpenAPI document; quoting a regex helps nobody reading this.
+        return "contains characters, or has a form, that is not allowed here"
+    return message.removeprefix("Input ")
 
 
 async def _http_error(request: Request, error: Exception) -> Response:

@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from llmbilling.core.decision import ProvisioningStatus
 from llmbilling.core.modes import (
     MODE_VALUES,
     BillingMode,
@@ -20,6 +21,7 @@ from llmbilling.core.modes import (
     RungName,
     RungStatus,
 )
+from llmbilling.service.admin import MAX_REASON_LENGTH, REASON_PATTERN
 
 MAX_MODEL_LENGTH = 200
 
@@ -62,6 +64,22 @@ class VersionsModel(_Model):
     registry: str | None = Field(description="Content hash of the provider registry.")
 
 
+class ProvisioningModel(_Model):
+    """What provisioning would do with the stored state now, judged by secret names only."""
+
+    status: ProvisioningStatus = Field(
+        description="`ok`, or the error code provisioning would fail with; `unknown` when the"
+        " stored state could not be read."
+    )
+    provider: str | None = Field(
+        description="MISSING_BYOK_CREDENTIAL: the derived vendor provider (null: any vendor)."
+    )
+    satisfied_by: list[str] = Field(
+        description="MISSING_BYOK_CREDENTIAL: credential names any one of which would satisfy"
+        " it (sorted); empty otherwise."
+    )
+
+
 class Decision(_Model):
     """The decision record of spec §2."""
 
@@ -76,12 +94,29 @@ class Decision(_Model):
     error: DecisionErrorModel | None
     deployment: DeploymentModel
     versions: VersionsModel
+    provisioning: ProvisioningModel
+
+
+def _reason() -> Any:
+    # Documented, checked by the service (whose 400 says what is wrong in words).
+    return Field(
+        default=None,
+        description=f"Why the change is made: at most {MAX_REASON_LENGTH} characters, no"
+        " control characters or line breaks; blank counts as none. Kept in the audit log.",
+        json_schema_extra={"maxLength": MAX_REASON_LENGTH, "pattern": REASON_PATTERN},
+    )
 
 
 class SetOverride(_Model):
     mode: str = Field(
         description="One of the three modes, exactly.",
         json_schema_extra={"enum": list(MODE_VALUES)},
+    )
+    reason: str | None = _reason()
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description="RFC 3339 time with a time zone, in the future: past it the override no"
+        " longer decides (the trace says it expired). null: it does not expire.",
     )
 
 
@@ -116,6 +151,7 @@ class SetOrgDefault(_Model):
         ),
         json_schema_extra={"pattern": ORG_DEFAULT_PATTERN},
     )
+    reason: str | None = _reason()
 
 
 class Workspace(_Model):
@@ -183,6 +219,7 @@ class AuditEntry(_Model):
     workspace_id: str | None
     before: dict[str, Any] | None
     after: dict[str, Any] | None
+    reason: str | None = Field(description="Why the change was made, when the writer said.")
     request_id: str
 
 
@@ -230,13 +267,26 @@ class ModeTransition(_Transition):
 
 class OrgTransitions(_Model):
     org_id: str
+    workspaces: int = Field(description="The org's workspaces decided.")
+    changed: int = Field(description="The org's workspaces whose mode or source would change.")
     mode_transitions: list[_Transition]
-    dangers: dict[str, int]
+    dangers: dict[str, int] = Field(description="Workspaces per danger class (every class).")
 
 
 class ConfigurationVersions(_Model):
     policy: str
     registry: str | None
+
+
+class DocumentDiff(_Model):
+    current: str = Field(description="Today's document as YAML (empty: no registry loaded).")
+    proposed: str = Field(description="The proposed document as YAML.")
+    diff: str = Field(description="Unified diff current → proposed; empty when equal.")
+
+
+class WhatIfProposal(_Model):
+    policy: DocumentDiff
+    registry: DocumentDiff
 
 
 class WhatIfReport(_Model):
@@ -250,9 +300,10 @@ class WhatIfReport(_Model):
     mode_transitions: list[ModeTransition]
     source_transitions: list[_Transition]
     per_org: list[OrgTransitions]
+    proposal: WhatIfProposal = Field(description="What was compared, as YAML, and the diffs.")
 
 
-class WhatIfJob(_Model):
+class WhatIfJobSummary(_Model):
     id: UUID
     state: str = Field(description="queued, running, succeeded or failed.")
     org_id: UUID | None
@@ -261,4 +312,36 @@ class WhatIfJob(_Model):
     created_at: datetime
     finished_at: datetime | None
     error: DecisionErrorModel | None
+
+
+class WhatIfJob(WhatIfJobSummary):
     report: WhatIfReport | None = Field(description="Set once the job has succeeded.")
+
+
+class WhatIfJobList(_Model):
+    jobs: list[WhatIfJobSummary] = Field(
+        description="The jobs the token may read, newest first; jobs live in the memory of the"
+        " process that ran them, so each replica lists its own."
+    )
+
+
+# --- the org listing ---------------------------------------------------------------------------
+
+
+class StoredOrgDefault(_Model):
+    raw: str | None = Field(description="As stored; null when the org has no default.")
+    recognized: BillingMode | None = Field(description="What the raw text normalizes to.")
+
+
+class OrgListItem(_Model):
+    id: UUID
+    name: str
+    llm_billing_mode_default: StoredOrgDefault
+    workspace_count: int = Field(description="How many workspaces the org has.")
+
+
+class OrgPage(_Model):
+    items: list[OrgListItem] = Field(description="By name, then id.")
+    next_cursor: str | None = Field(
+        description="Pass as `after` for the next page; null on the last page."
+    )

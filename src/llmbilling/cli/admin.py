@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from llmbilling.cli import provision_command, secrets_commands, store_commands
+from llmbilling.cli.resolve_command import explain
 from llmbilling.cli.store_options import (
     ActorOption,
     DatabaseUrlOption,
     JsonOption,
     audit_context,
     console,
+    org_option,
     print_json,
     service_context,
 )
+from llmbilling.cli.tables import print_rows
+from llmbilling.core.decision import BillingDecision
 from llmbilling.errors import InvalidInputError
-from llmbilling.service import admin
+from llmbilling.service import admin, orgs
 from llmbilling.service.admin import OrgView, WorkspaceView
 from llmbilling.service.context import parse_id
 from llmbilling.service.resolve import resolve_workspace
 from llmbilling.store.tables import DEFAULT_RUNTIME
 
+ReasonOption = Annotated[
+    str | None,
+    typer.Option("--reason", help="Why (at most 500 printable characters): kept in the audit log."),
+]
 org_app = typer.Typer(help="Organizations and their default billing mode.", no_args_is_help=True)
 workspace_app = typer.Typer(
     help="Workspaces, their overrides and their decisions.", no_args_is_help=True
@@ -34,14 +40,12 @@ WorkspaceIdArgument = Annotated[str, typer.Argument(help="Workspace id (UUID).")
 
 
 def _show_org(org: OrgView) -> None:
-    table = Table(show_header=False, box=None)
     document = org.to_dict()
     default = document.pop("llm_billing_mode_default")
-    for key, value in document.items():
-        table.add_row(key, str(value))
-    table.add_row("default (raw)", repr(default["raw"]) if default["raw"] is not None else "-")
-    table.add_row("default (recognized)", default["recognized"] or "-")
-    console.print(table)
+    rows = [[key, str(value)] for key, value in document.items()]
+    rows.append(["default (raw)", repr(default["raw"]) if default["raw"] is not None else "-"])
+    rows.append(["default (recognized)", default["recognized"] or "-"])
+    print_rows(None, rows, console=console)
 
 
 @org_app.command("create")
@@ -88,6 +92,7 @@ def org_set_default(
     org_id: OrgIdArgument,
     mode: Annotated[str | None, typer.Argument(help="The org default billing mode.")] = None,
     clear: Annotated[bool, typer.Option("--clear", help="Remove the org default.")] = False,
+    reason: ReasonOption = None,
     as_json: JsonOption = False,
     actor: ActorOption = None,
     database_url: DatabaseUrlOption = None,
@@ -97,7 +102,11 @@ def org_set_default(
         raise InvalidInputError("mode", "give a mode or --clear, not both or neither")
     with service_context(database_url) as context:
         org = admin.set_org_default(
-            context, org_id, None if clear else mode, audit_context=audit_context(actor)
+            context,
+            org_id,
+            None if clear else mode,
+            audit_context=audit_context(actor),
+            reason=reason,
         )
     if as_json:
         print_json(org.to_dict())
@@ -105,22 +114,74 @@ def org_set_default(
         _show_org(org)
 
 
-def _show_workspace(workspace: WorkspaceView, decision: dict[str, object]) -> None:
-    table = Table(show_header=False, box=None)
-    for key, value in workspace.to_dict().items():
-        table.add_row(key, "-" if value is None else str(value))
-    table.add_row("decided mode", str(decision["mode"]))
-    table.add_row("decided by", str(decision["source"]))
-    table.add_row("provider", str(decision["provider"] or "-"))
-    error = decision.get("error")
-    if isinstance(error, dict):
-        table.add_row("error", f"{error['code']}: {error['message']}")
-    console.print(table)
+@org_app.command("list")
+def org_list(
+    limit: Annotated[int, typer.Option("--limit", help="At most this many.", min=1)] = 1000,
+    as_json: JsonOption = False,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """List organizations by name, with their default and workspace count."""
+    with service_context(database_url) as context:
+        found: list[orgs.OrgSummary] = []
+        after = None
+        while len(found) < limit:
+            page = orgs.list_orgs(
+                context, only=None, after=after, limit=min(500, limit - len(found))
+            )
+            found.extend(page.orgs)
+            if page.next_after is None:
+                break
+            after = page.next_after
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": str(org.id),
+                    "name": org.name,
+                    "llm_billing_mode_default": org.billing_mode_default_raw,
+                    "workspace_count": org.workspace_count,
+                }
+                for org in found
+            ]
+        )
+        return
+    rows = [
+        [
+            str(org.id),
+            org.name,
+            "-" if org.billing_mode_default_raw is None else repr(org.billing_mode_default_raw),
+            f"{org.workspace_count:,}",
+        ]
+        for org in found
+    ]
+    print_rows(["id", "name", "default (raw)", "workspaces"], rows, console=console)
+
+
+def _show_workspace(workspace: WorkspaceView, decision: BillingDecision) -> None:
+    """The workspace's columns and provisioning verdict, then its decision explained (mode,
+    source, provider, derivation, and the trace: why this mode)."""
+    rows = [
+        [key, "-" if value is None else str(value)] for key, value in workspace.to_dict().items()
+    ]
+    verdict = decision.to_dict()["provisioning"]
+    assert isinstance(verdict, dict)
+    rows.append(["provisioning", provisioning_text(verdict)])
+    print_rows(None, rows, console=console)
+    explain(decision, console)
+
+
+def provisioning_text(verdict: dict[str, Any]) -> str:
+    """A record's provisioning verdict on one line: ``ok``, or the code and what would fix it."""
+    status = str(verdict["status"])
+    if status != "MISSING_BYOK_CREDENTIAL":
+        return status
+    provider = verdict["provider"] or "any vendor"
+    return f"{status} (provider {provider}; set any of: {', '.join(verdict['satisfied_by'])})"
 
 
 @workspace_app.command("create")
 def workspace_create(
-    org: Annotated[str, typer.Option("--org", help="Owning organization id.")],
+    org: Annotated[str, typer.Option("--org", help="Owning organization: id or unique name.")],
     runtime: Annotated[str, typer.Option("--runtime", help="Agent runtime.")] = DEFAULT_RUNTIME,
     model: Annotated[str | None, typer.Option("--model", help="Selected model.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
@@ -136,7 +197,7 @@ def workspace_create(
     with service_context(database_url) as context:
         workspace = admin.create_workspace(
             context,
-            org,
+            org_option(context, org),
             runtime=runtime,
             model=model,
             name=name,
@@ -156,12 +217,12 @@ def workspace_show(
     as_json: JsonOption = False,
     database_url: DatabaseUrlOption = None,
 ) -> None:
-    """Show a workspace and its current decision (read path: one SQL statement)."""
+    """Show a workspace, its provisioning verdict and its decision explained (the trace)."""
     with service_context(database_url) as context:
         workspace = admin.get_workspace(context, workspace_id)
-        decision = resolve_workspace(context, workspace.id).to_dict()
+        decision = resolve_workspace(context, workspace.id)
     if as_json:
-        print_json({"workspace": workspace.to_dict(), "decision": decision})
+        print_json({"workspace": workspace.to_dict(), "decision": decision.to_dict()})
     else:
         _show_workspace(workspace, decision)
 
@@ -170,13 +231,27 @@ def workspace_show(
 def workspace_set_override(
     workspace_id: WorkspaceIdArgument,
     mode: Annotated[str, typer.Argument(help="platform_managed, byok or disabled.")],
+    reason: ReasonOption = None,
+    expires_at: Annotated[
+        str | None,
+        typer.Option(
+            "--expires-at",
+            help="RFC 3339 time with a time zone (e.g. 2030-01-31T12:00:00Z): past it the"
+            " override no longer decides.",
+        ),
+    ] = None,
     actor: ActorOption = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Pin a workspace's billing mode."""
     with service_context(database_url) as context:
         written = admin.set_override(
-            context, workspace_id, mode, audit_context=audit_context(actor)
+            context,
+            workspace_id,
+            mode,
+            audit_context=audit_context(actor),
+            reason=reason,
+            expires_at=expires_at,
         )
     decision = written.decision
     console.print(
@@ -188,13 +263,14 @@ def workspace_set_override(
 @workspace_app.command("clear-override")
 def workspace_clear_override(
     workspace_id: WorkspaceIdArgument,
+    reason: ReasonOption = None,
     actor: ActorOption = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Remove a workspace's override: it inherits again."""
     with service_context(database_url) as context:
         written = admin.set_override(
-            context, workspace_id, None, audit_context=audit_context(actor)
+            context, workspace_id, None, audit_context=audit_context(actor), reason=reason
         )
     decision = written.decision
     console.print(
@@ -205,7 +281,9 @@ def workspace_clear_override(
 
 @workspace_app.command("list")
 def workspace_list(
-    org: Annotated[str | None, typer.Option("--org", help="Only this organization.")] = None,
+    org: Annotated[
+        str | None, typer.Option("--org", help="Only this organization: id or unique name.")
+    ] = None,
     mode: Annotated[
         str | None, typer.Option("--mode", help="Only workspaces whose DECIDED mode is this.")
     ] = None,
@@ -215,7 +293,8 @@ def workspace_list(
 ) -> None:
     """List workspaces in id order with their decided mode and source."""
     with service_context(database_url) as context:
-        found = admin.list_workspaces(context, org_id=org, mode=mode, limit=limit)
+        org_id = None if org is None else org_option(context, org)
+        found = admin.list_workspaces(context, org_id=org_id, mode=mode, limit=limit)
     if as_json:
         print_json(
             [
@@ -228,26 +307,17 @@ def workspace_list(
             ]
         )
         return
-    table = Table("id", "org", "runtime", "model", "override", "mode", "source")
-    for item in found:
-        workspace = item.workspace
-        table.add_row(
-            str(workspace.id),
-            str(workspace.org_id),
-            workspace.runtime,
-            workspace.model or "-",
-            workspace.override or "-",
+    rows = [
+        [
+            str(item.workspace.id),
+            str(item.workspace.org_id),
+            item.workspace.runtime,
+            item.workspace.model or "-",
+            item.workspace.override or "-",
             item.decision.mode.value,
             item.decision.source.value,
-        )
-    console.print(table)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the stored-state commands to the root app."""
-    app.add_typer(org_app, name="org")
-    app.add_typer(workspace_app, name="workspace")
-    app.add_typer(secrets_commands.secrets_app, name="secrets")
-    app.add_typer(store_commands.db_app, name="db")
-    app.add_typer(store_commands.demo_app, name="demo")
-    app.command("provision-env")(provision_command.provision_env)
+        ]
+        for item in found
+    ]
+    headers = ["id", "org", "runtime", "model", "override", "mode", "source"]
+    print_rows(headers, rows, console=console)

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import import_module
 from types import MappingProxyType
 
 import typer
 
 # Typer vendors click; its usage-error base class is only reachable here. Pinned in the lock file.
+from typer._click import Command, Context, HelpFormatter
 from typer._click.exceptions import ClickException
+from typer.core import TyperCommand, TyperGroup
 
-from llmbilling.cli import (
-    admin,
-    explain_command,
-    policy_commands,
-    registry_commands,
-    resolve_command,
-    serve_command,
-    token_commands,
-    whatif_command,
-)
 from llmbilling.errors import (
     InvalidInputError,
     LlmBillingError,
@@ -35,21 +30,125 @@ from llmbilling.errors import (
 
 USAGE_EXIT_CODE = 2
 
+
+@dataclass(frozen=True, slots=True)
+class LazyCommand:
+    """A top-level command imported only when it runs: ``attribute`` of
+    ``llmbilling.cli.<module>`` is a Typer app (a command group) or a command function.
+    ``help`` is the line ``llmbilling --help`` lists (the command's own first help line)."""
+
+    module: str
+    attribute: str
+    help: str
+
+    def load(self, name: str) -> Command:
+        target = getattr(import_module(f"llmbilling.cli.{self.module}"), self.attribute)
+        # Built as a member of a throwaway root, as add_typer/command would have built it.
+        root = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+        if isinstance(target, typer.Typer):
+            root.add_typer(target, name=name)
+        else:
+            root.command(name)(target)
+        return typer.main.get_group(root).commands[name]
+
+
+# Each command's module imports what it needs (the web stack, the database layer) when it
+# runs, so `llmbilling resolve` and `--help` start without them (bench/cli_startup.py).
+COMMANDS: Mapping[str, LazyCommand] = MappingProxyType(
+    {
+        "resolve": LazyCommand(
+            "resolve_command",
+            "resolve",
+            "Decide the billing mode of one workspace and explain it, or of every line of a batch.",
+        ),
+        "explain": LazyCommand(
+            "explain_command",
+            "explain_file",
+            "Explain the decision of each workspace in FILE (same line format as resolve --batch).",
+        ),
+        "registry": LazyCommand(
+            "registry_commands", "registry_app", "Validate and query provider registries."
+        ),
+        "policy": LazyCommand(
+            "policy_commands", "policy_app", "Validate and show precedence policies."
+        ),
+        "org": LazyCommand("admin", "org_app", "Organizations and their default billing mode."),
+        "workspace": LazyCommand(
+            "admin", "workspace_app", "Workspaces, their overrides and their decisions."
+        ),
+        "secrets": LazyCommand(
+            "secrets_commands",
+            "secrets_app",
+            "Org- and workspace-scope secrets (values encrypted at rest, never shown).",
+        ),
+        "db": LazyCommand("store_commands", "db_app", "The database schema."),
+        "demo": LazyCommand(
+            "store_commands", "demo_app", "Synthetic data for demos and benchmarks."
+        ),
+        "provision-env": LazyCommand(
+            "provision_command",
+            "provision_env",
+            "Resolve, strip and inject (spec §4), record the decision, and print the env.",
+        ),
+        "whatif": LazyCommand(
+            "whatif_command",
+            "whatif",
+            "Preview every workspace's decision under a proposed policy and/or registry.",
+        ),
+        "serve": LazyCommand(
+            "serve_command",
+            "serve",
+            "Serve the admin API until interrupted (logs: JSON lines on stderr).",
+        ),
+        "token": LazyCommand("token_commands", "token_app", "Bearer tokens of the admin API."),
+    }
+)
+_LISTING = "llmbilling.listing_commands"
+
+
+class LazyGroup(TyperGroup):
+    """The root group over :data:`COMMANDS`: listing them for ``--help`` imports none; running
+    one imports its module only."""
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        if ctx.meta.get(_LISTING):
+            return TyperCommand(cmd_name, help=entry.help, short_help=entry.help)
+        return entry.load(cmd_name)
+
+    def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
+        with _listing(ctx):
+            super().format_help(ctx, formatter)
+
+
+@contextmanager
+def _listing(ctx: Context) -> Iterator[None]:
+    ctx.meta[_LISTING] = True
+    try:
+        yield
+    finally:
+        ctx.meta[_LISTING] = False
+
+
 app = typer.Typer(
     name="llmbilling",
     help="Decide who pays for a workspace's LLM calls, and explain why.",
+    cls=LazyGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("resolve")(resolve_command.resolve)
-app.command("explain")(explain_command.explain_file)
-app.add_typer(registry_commands.registry_app, name="registry")
-app.add_typer(policy_commands.policy_app, name="policy")
-admin.register(app)
-app.command("whatif")(whatif_command.whatif)
-app.command("serve")(serve_command.serve)
-app.add_typer(token_commands.token_app, name="token")
+
+
+@app.callback()
+def _root() -> None:
+    # A callback makes Typer build the root as a group (LazyGroup) with no command of its own.
+    pass
 
 
 # The exit status of each error family, and of the members that exit otherwise (the table in

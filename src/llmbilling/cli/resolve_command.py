@@ -14,6 +14,7 @@ from rich.table import Table
 
 from llmbilling.cli.batch import CALLER_REPORTED_READ_FAILURE, resolve_lines
 from llmbilling.cli.options import parse_mode_option
+from llmbilling.cli.tables import print_rows
 from llmbilling.config.policy import load_policy
 from llmbilling.config.registry import load_registry
 from llmbilling.core.decision import BillingDecision, OverrideReadFailure, ResolutionInput
@@ -163,6 +164,13 @@ def explain(decision: BillingDecision, console: Console) -> None:
             highlight=False,
             markup=False,
         )
+    if not console.is_terminal:
+        rows = [
+            [str(number), entry.rung.value, entry.status.value, entry.why]
+            for number, entry in enumerate(decision.trace, start=1)
+        ]
+        print_rows(["#", "rung", "status", "why"], rows, console=console, title="why this mode")
+        return
     table = Table(title="why this mode", title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("rung")

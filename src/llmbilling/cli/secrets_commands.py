@@ -6,7 +6,6 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from llmbilling.cli.store_options import (
     ActorOption,
@@ -14,9 +13,11 @@ from llmbilling.cli.store_options import (
     JsonOption,
     audit_context,
     console,
+    org_option,
     print_json,
     service_context,
 )
+from llmbilling.cli.tables import print_rows
 from llmbilling.errors import InvalidInputError
 from llmbilling.service import secrets
 from llmbilling.store.crypto import SecretScopeName
@@ -26,7 +27,9 @@ secrets_app = typer.Typer(
     no_args_is_help=True,
 )
 
-OrgOption = Annotated[str | None, typer.Option("--org", help="Org-scope: this organization.")]
+OrgOption = Annotated[
+    str | None, typer.Option("--org", help="Org-scope: this organization (id or unique name).")
+]
 WorkspaceOption = Annotated[
     str | None, typer.Option("--workspace", help="Workspace-scope: this workspace.")
 ]
@@ -74,7 +77,12 @@ def secrets_set(
     value = _read_value(name)
     with service_context(database_url) as context:
         info = secrets.set_secret(
-            context, scope, owner, name, value, audit_context=audit_context(actor)
+            context,
+            scope,
+            org_option(context, owner) if scope == "org" else owner,
+            name,
+            value,
+            audit_context=audit_context(actor),
         )
     console.print(f"{info.scope} secret {info.name} set (key v{info.key_version})")
 
@@ -89,14 +97,17 @@ def secrets_list(
     """List secret names, scope and key version (never values)."""
     scope, owner = _owner(org, workspace)
     with service_context(database_url) as context:
-        found = secrets.list_secrets(context, scope, owner)
+        found = secrets.list_secrets(
+            context, scope, org_option(context, owner) if scope == "org" else owner
+        )
     if as_json:
         print_json([info.to_dict() for info in found])
         return
-    table = Table("name", "scope", "key version", "updated")
-    for info in found:
-        table.add_row(info.name, info.scope, f"v{info.key_version}", info.updated_at.isoformat())
-    console.print(table)
+    rows = [
+        [info.name, info.scope, f"v{info.key_version}", info.updated_at.isoformat()]
+        for info in found
+    ]
+    print_rows(["name", "scope", "key version", "updated"], rows, console=console)
 
 
 @secrets_app.command("rotate")

@@ -25,7 +25,7 @@ demo_app = typer.Typer(help="Synthetic data for demos and benchmarks.", no_args_
 
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseUrlOption = None) -> None:
-    """Run the migrations up to the newest revision."""
+    """Run the migrations up to the newest revision (a SQLite file is created if missing)."""
     store = open_store(settings_from_flags(database_url).database_url)
     try:
         migrate.upgrade(store)
@@ -38,7 +38,7 @@ def db_upgrade(database_url: DatabaseUrlOption = None) -> None:
 @db_app.command("current")
 def db_current(database_url: DatabaseUrlOption = None) -> None:
     """Print the revision the database is at, and the newest one."""
-    store = open_store(settings_from_flags(database_url).database_url)
+    store = open_store(settings_from_flags(database_url).database_url, create=False)
     try:
         revision = migrate.current_revision(store)
     finally:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
+from uuid import UUID
 
 import typer
 from rich.console import Console
@@ -15,6 +16,7 @@ from rich.console import Console
 from llmbilling.config.settings import Settings
 from llmbilling.service.audit import AuditContext, default_actor
 from llmbilling.service.context import ServiceContext
+from llmbilling.service.orgs import resolve_org
 
 DatabaseUrlOption = Annotated[
     str | None,
@@ -54,11 +56,18 @@ def _configure_logging() -> None:
 @contextmanager
 def service_context(database_url: str | None) -> Iterator[ServiceContext]:
     _configure_logging()
-    context = ServiceContext.from_settings(settings_from_flags(database_url))
+    # Only `db upgrade` and `serve --demo` create a database: a mistyped path is an error.
+    context = ServiceContext.from_settings(settings_from_flags(database_url), create_database=False)
     try:
         yield context
     finally:
         context.close()
+
+
+def org_option(context: ServiceContext, text: str) -> UUID:
+    """What an ``--org`` names: an org id, or the unique name of an org (ignoring case); an
+    unknown or shared name is an error listing candidates with their ids."""
+    return resolve_org(context, text, field="--org")
 
 
 def audit_context(actor: str | None) -> AuditContext:

@@ -10,7 +10,6 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from llmbilling.cli.store_options import (
     ActorOption,
@@ -18,9 +17,11 @@ from llmbilling.cli.store_options import (
     JsonOption,
     audit_context,
     console,
+    org_option,
     print_json,
     service_context,
 )
+from llmbilling.cli.tables import print_rows
 from llmbilling.service import tokens
 from llmbilling.service.tokens import SCOPE_VALUES
 
@@ -31,7 +32,8 @@ token_app = typer.Typer(help="Bearer tokens of the admin API.", no_args_is_help=
 def token_create(
     scope: Annotated[str, typer.Option("--scope", help=", ".join(SCOPE_VALUES))],
     org: Annotated[
-        str | None, typer.Option("--org", help="The org (every scope but admin).")
+        str | None,
+        typer.Option("--org", help="The org, id or unique name (every scope but admin)."),
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="What the token is for.")] = None,
     as_json: JsonOption = False,
@@ -41,7 +43,11 @@ def token_create(
     """Create a token and print it; it cannot be shown again."""
     with service_context(database_url) as context:
         issued = tokens.create_token(
-            context, scope=scope, org_id=org, name=name, audit_context=audit_context(actor)
+            context,
+            scope=scope,
+            org_id=None if org is None else org_option(context, org),
+            name=name,
+            audit_context=audit_context(actor),
         )
     if as_json:
         print_json({**issued.info.to_dict(), "token": issued.token})
@@ -56,27 +62,32 @@ def token_create(
 
 @token_app.command("list")
 def token_list(
-    org: Annotated[str | None, typer.Option("--org", help="Only this org's tokens.")] = None,
+    org: Annotated[
+        str | None, typer.Option("--org", help="Only this org's tokens (id or unique name).")
+    ] = None,
     as_json: JsonOption = False,
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """List tokens (never the tokens themselves), revoked ones included."""
     with service_context(database_url) as context:
-        found = tokens.list_tokens(context, org_id=org)
+        found = tokens.list_tokens(
+            context, org_id=None if org is None else org_option(context, org)
+        )
     if as_json:
         print_json([info.to_dict() for info in found])
         return
-    table = Table("id", "name", "scope", "org", "created", "revoked")
-    for info in found:
-        table.add_row(
+    rows = [
+        [
             str(info.id),
             info.name or "-",
             info.scope.value,
             str(info.org_id or "-"),
             info.created_at.isoformat(timespec="seconds"),
             "-" if info.revoked_at is None else info.revoked_at.isoformat(timespec="seconds"),
-        )
-    console.print(table)
+        ]
+        for info in found
+    ]
+    print_rows(["id", "name", "scope", "org", "created", "revoked"], rows, console=console)
 
 
 @token_app.command("revoke")

@@ -1,7 +1,8 @@
 """``llmbilling whatif``: every stored workspace decided under a proposed policy or registry.
 
-Exits non-zero (:data:`DANGER_EXIT_CODE`) when any danger class is non-empty, so it can gate
-a deploy in CI.
+Exits non-zero (:data:`DANGER_EXIT_CODE`) when any danger class is non-empty — a workspace
+that would newly fail its provision, lose LLM access or start paying (for the platform or the
+customer) — so it can gate a deploy in CI.
 """
 
 from __future__ import annotations
@@ -22,13 +23,23 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from llmbilling.cli.store_options import DatabaseUrlOption, print_json, service_context
+from llmbilling.cli.store_options import (
+    DatabaseUrlOption,
+    org_option,
+    print_json,
+    service_context,
+)
 from llmbilling.config.policy import load_policy
 from llmbilling.config.registry import load_registry
 from llmbilling.core.whatif import WhatIfReport
 from llmbilling.errors import InvalidInputError
-from llmbilling.service.whatif import count_workspaces, proposed_configuration, run_whatif
-from llmbilling.service.whatif_report import write_report
+from llmbilling.service.whatif import (
+    count_workspaces,
+    current_configuration,
+    proposed_configuration,
+    run_whatif,
+)
+from llmbilling.service.whatif_report import proposal_of, report_document, write_report
 
 DANGER_EXIT_CODE = 10
 
@@ -36,7 +47,9 @@ DANGER_EXIT_CODE = 10
 def whatif(
     policy: Annotated[Path | None, typer.Option(help="Proposed precedence policy YAML.")] = None,
     registry: Annotated[Path | None, typer.Option(help="Proposed provider registry YAML.")] = None,
-    org: Annotated[str | None, typer.Option(help="Only this organization (UUID).")] = None,
+    org: Annotated[
+        str | None, typer.Option(help="Only this organization (id or unique name).")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Write report.json, transitions.csv and report.html here.")
     ] = None,
@@ -54,7 +67,8 @@ def whatif(
     console = Console(stderr=True)
     with service_context(database_url) as context:
         proposed = proposed_configuration(context, proposed_policy, proposed_registry)
-        total = count_workspaces(context, org)
+        org_id = None if org is None else org_option(context, org)
+        total = count_workspaces(context, org_id)
         with Progress(
             TextColumn("deciding"),
             BarColumn(),
@@ -75,11 +89,12 @@ def whatif(
                 progress.update(task, completed=done, rate=rate)
 
             report = run_whatif(
-                context, proposed, org_id=org, samples_per_class=samples, on_progress=advance
+                context, proposed, org_id=org_id, samples_per_class=samples, on_progress=advance
             )
+        proposal = proposal_of(current_configuration(context), proposed)
     if out is not None:
         try:
-            written = write_report(report, out)
+            written = write_report(report, proposal, out)
         except OSError as error:
             raise InvalidInputError(
                 "--out", f"cannot write the report into {str(out)!r}: {error.strerror}"
@@ -87,7 +102,7 @@ def whatif(
         for path in written:
             console.print(f"wrote {path}", highlight=False)
     if as_json:
-        print_json(report.to_document())
+        print_json(report_document(report, proposal))
     else:
         _summarize(report, Console())
     if report.has_danger:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -31,6 +32,10 @@ class ResolutionInput:
     ``override`` is the stored column as read (any text: garbled values are tolerated), None
     when NULL, or an :class:`OverrideReadFailure`. ``org_default`` is the raw configured text.
     ``auth_env`` holds credential env-var *names* only, never values.
+    ``override_expires_at`` is the override's stored expiry (aware), if any; ``now`` is the
+    moment the decision is made at, supplied by the caller (the core reads no clock). An
+    override with an expiry decides only while ``now`` is given and before it: without a
+    ``now`` its validity cannot be shown, so it is treated as expired.
     """
 
     workspace_id: str | None = None
@@ -40,6 +45,8 @@ class ResolutionInput:
     model: str | None = None
     auth_env: frozenset[str] = frozenset()
     proxy_configured: bool = True
+    override_expires_at: datetime | None = None
+    now: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +88,34 @@ class Versions:
     registry: str | None
 
 
+class ProvisioningStatus(StrEnum):
+    """What provisioning would do with a decision's stored state: succeed, or fail with the
+    code of the error it would raise (``unknown`` when the state could not be read)."""
+
+    OK = "ok"
+    MISSING_MODEL = ErrorCode.MISSING_MODEL.value
+    MISSING_PLATFORM_PROXY = ErrorCode.MISSING_PLATFORM_PROXY.value
+    MISSING_BYOK_CREDENTIAL = ErrorCode.MISSING_BYOK_CREDENTIAL.value
+    REGISTRY_UNAVAILABLE = ErrorCode.REGISTRY_UNAVAILABLE.value
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Provisioning:
+    """The provisioning verdict beside a decision (see
+    :func:`llmbilling.core.provisioning.judge_provisioning`). For ``MISSING_BYOK_CREDENTIAL``,
+    ``provider`` is the derived vendor (None: any vendor) and ``satisfied_by`` the credential
+    names any one of which would satisfy it (sorted); both are empty otherwise."""
+
+    status: ProvisioningStatus
+    provider: str | None = None
+    satisfied_by: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ProvisioningStatus.OK
+
+
 @dataclass(frozen=True, slots=True)
 class ChainOutcome:
     """What the precedence chain concluded: every field of the record but the workspace id.
@@ -98,6 +133,7 @@ class ChainOutcome:
     error: DecisionError | None
     deployment: Deployment
     versions: Versions
+    provisioning: Provisioning
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +183,10 @@ class BillingDecision:
     def versions(self) -> Versions:
         return self.outcome.versions
 
+    @property
+    def provisioning(self) -> Provisioning:
+        return self.outcome.provisioning
+
     def to_json(self) -> bytes:
         """:meth:`to_dict` as compact UTF-8 JSON: the record's one serialization (the API's
         body, and what a decision version digests)."""
@@ -184,6 +224,11 @@ class BillingDecision:
                 "default_mode": wire[outcome.deployment.default_mode],
             },
             "versions": {"policy": outcome.versions.policy, "registry": outcome.versions.registry},
+            "provisioning": {
+                "status": wire[outcome.provisioning.status],
+                "provider": outcome.provisioning.provider,
+                "satisfied_by": list(outcome.provisioning.satisfied_by),
+            },
         }
 
 
@@ -193,7 +238,14 @@ _WIRE: dict[StrEnum | None, str | None] = {
     None: None,
     **{
         member: member.value
-        for vocabulary in (BillingMode, DecisionSource, DerivationOutcome, RungName, RungStatus)
+        for vocabulary in (
+            BillingMode,
+            DecisionSource,
+            DerivationOutcome,
+            RungName,
+            RungStatus,
+            ProvisioningStatus,
+        )
         for member in vocabulary
     },
 }

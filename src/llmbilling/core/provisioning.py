@@ -14,7 +14,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from urllib.parse import urlsplit, urlunsplit
 
-from llmbilling.core.decision import BillingDecision
+from llmbilling.core.decision import BillingDecision, Provisioning, ProvisioningStatus
 from llmbilling.core.modes import BillingMode, DecisionSource
 from llmbilling.core.registry import CompiledRegistry, ProviderInfo, ProxyEnv
 from llmbilling.core.secrets import SecretScope, SecretValue
@@ -23,6 +23,7 @@ from llmbilling.errors import (
     MissingByokCredentialError,
     MissingModelError,
     MissingPlatformProxyError,
+    ProvisionError,
 )
 
 CLAUDE_CODE_OAUTH_TOKEN = "CLAUDE_CODE_OAUTH_TOKEN"
@@ -148,6 +149,37 @@ class ProxySettings:
 # --- The effective model ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class EffectiveModel:
+    """The effective model and where it came from: ``"request"``, ``"model column"``, or a
+    secret's name and scope (``"MOLECULE_MODEL (workspace scope)"``); both None when there is
+    no model at all."""
+
+    model: str | None
+    origin: str | None
+
+
+_NO_MODEL_FOUND = EffectiveModel(None, None)
+
+
+def effective_model_origin(
+    request_model: str | None,
+    stored_model: str | None,
+    merged_env: Mapping[str, SecretValue],
+) -> EffectiveModel:
+    """:func:`effective_model`, with where it came from (the same rule: it is that rule)."""
+    for candidate, origin in ((request_model, "request"), (stored_model, "model column")):
+        found = _text(candidate)
+        if found is not None:
+            return EffectiveModel(found, origin)
+    for name in (MOLECULE_MODEL_ENV, MODEL_ENV):
+        secret = merged_env.get(name)
+        found = None if secret is None else _text(secret.value)
+        if secret is not None and found is not None:
+            return EffectiveModel(found, f"{name} ({secret.scope.value} scope)")
+    return _NO_MODEL_FOUND
+
+
 def effective_model(
     request_model: str | None,
     stored_model: str | None,
@@ -159,21 +191,7 @@ def effective_model(
     ``MODEL`` from the merged env. Blank values count as absent. Returns the stripped text, or
     None when there is no model at all (the caller then raises :class:`MissingModelError`).
     """
-    candidates = (
-        request_model,
-        stored_model,
-        *(_secret_text(merged_env, name) for name in (MOLECULE_MODEL_ENV, MODEL_ENV)),
-    )
-    for candidate in candidates:
-        found = _text(candidate)
-        if found is not None:
-            return found
-    return None
-
-
-def _secret_text(merged_env: Mapping[str, SecretValue], name: str) -> str | None:
-    secret = merged_env.get(name)
-    return None if secret is None else secret.value
+    return effective_model_origin(request_model, stored_model, merged_env).model
 
 
 # --- The result ------------------------------------------------------------------------------
@@ -219,6 +237,68 @@ class ProvisionEnv:
             "warnings": list(self.warnings),
             "decision_error": None if error is None else {"code": error.code.value},
         }
+
+
+# --- The verdict, judged by names -------------------------------------------------------------
+
+PROVISIONING_OK = Provisioning(ProvisioningStatus.OK)
+_NO_MODEL = Provisioning(ProvisioningStatus.MISSING_MODEL)
+_NO_PROXY = Provisioning(ProvisioningStatus.MISSING_PLATFORM_PROXY)
+_NO_REGISTRY = Provisioning(ProvisioningStatus.REGISTRY_UNAVAILABLE)
+PROVISIONING_UNKNOWN = Provisioning(ProvisioningStatus.UNKNOWN)
+
+
+def judge_provisioning(
+    mode: BillingMode,
+    source: DecisionSource,
+    provider: str | None,
+    *,
+    model_present: bool,
+    credential_names: frozenset[str],
+    proxy_configured: bool,
+    registry: CompiledRegistry | None,
+) -> Provisioning:
+    """What :func:`build_provision_env` would do with a decision of ``mode``/``source``/
+    ``provider``: ok, or the code of the error it raises, checked in its order (registry,
+    model, then the mode's own need). ``credential_names`` are the non-blank secret names
+    present (names only: nothing is decrypted). Provisioning raises from this very verdict,
+    so the two cannot disagree.
+    """
+    if registry is None:
+        return _NO_REGISTRY
+    if not model_present:
+        return _NO_MODEL
+    if mode is BillingMode.PLATFORM_MANAGED:
+        return PROVISIONING_OK if proxy_configured else _NO_PROXY
+    if mode is BillingMode.BYOK:
+        gap = byok_credential_gap(
+            derived_vendor(source, provider, registry), credential_names, registry
+        )
+        if gap is not None:
+            return Provisioning(
+                ProvisioningStatus.MISSING_BYOK_CREDENTIAL, gap.provider, gap.satisfying_env
+            )
+    return PROVISIONING_OK
+
+
+def provisioning_error(
+    verdict: Provisioning, *, workspace_id: str, proxy: ProxySettings
+) -> ProvisionError | None:
+    """The error a failing ``verdict`` stands for (None when it is ok); ``proxy`` supplies the
+    missing settings a ``MISSING_PLATFORM_PROXY`` message names."""
+    match verdict.status:
+        case ProvisioningStatus.OK:
+            return None
+        case ProvisioningStatus.MISSING_MODEL:
+            return MissingModelError(workspace_id)
+        case ProvisioningStatus.MISSING_PLATFORM_PROXY:
+            return MissingPlatformProxyError(
+                {name: _SETTING_SOURCES[name] for name in proxy.missing}
+            )
+        case ProvisioningStatus.MISSING_BYOK_CREDENTIAL:
+            return MissingByokCredentialError(verdict.provider, verdict.satisfied_by)
+        case _:  # pragma: no cover - build_provision_env is always given a registry
+            raise AssertionError(f"no provisioning error for {verdict.status}")
 
 
 # --- Building the env ------------------------------------------------------------------------
@@ -296,15 +376,32 @@ def build_provision_env(
     blank, holds white space or control characters, or differs from the decision's.
     """
     model_text = _text(model)
+    names = _reserved_names(registry)
+    present = frozenset(
+        name
+        for name, secret in merged_env.items()
+        if name in names.credentials and not secret.is_blank
+    )
+    verdict = judge_provisioning(
+        decision.mode,
+        decision.source,
+        decision.provider,
+        model_present=model_text is not None,
+        credential_names=present,
+        proxy_configured=proxy.configured,
+        registry=registry,
+    )
     if model_text is None:
         raise MissingModelError(workspace_id or decision.workspace_id)
     _check_workspace_id(workspace_id, decision)
-    names = _reserved_names(registry)
+    error = provisioning_error(verdict, workspace_id=workspace_id, proxy=proxy)
+    if error is not None:
+        raise error
     match decision.mode:
         case BillingMode.PLATFORM_MANAGED:
             plan = _platform_managed_plan(names, registry, runtime, workspace_id, proxy)
         case BillingMode.BYOK:
-            plan = _byok_plan(names, registry, decision, merged_env)
+            plan = _byok_plan(names, registry, decision, merged_env, present)
         case BillingMode.DISABLED:
             plan = _EnvPlan(strip=names.llm_access)
 
@@ -356,8 +453,9 @@ def _platform_managed_plan(
 ) -> _EnvPlan:
     base_url = _text(proxy.base_url)
     usage_token = _text(proxy.usage_token)
-    if base_url is None or usage_token is None:
-        raise MissingPlatformProxyError({name: _SETTING_SOURCES[name] for name in proxy.missing})
+    # judge_provisioning refused an unconfigured proxy before any plan is made.
+    assert base_url is not None
+    assert usage_token is not None
     anthropic_base_url = _text(proxy.anthropic_base_url)
     usage_url = _text(proxy.usage_url)
     inject = {PROXY_BASE_URL_ENV: base_url, PROXY_USAGE_TOKEN_ENV: usage_token}
@@ -383,17 +481,15 @@ def _byok_plan(
     registry: CompiledRegistry,
     decision: BillingDecision,
     merged_env: Mapping[str, SecretValue],
+    present: frozenset[str],
 ) -> _EnvPlan:
+    """``present``: the non-blank credential names (judge_provisioning found one needed)."""
     blank = frozenset(
         name for name, secret in merged_env.items() if name in names.credentials and secret.is_blank
     )
-    present = frozenset(name for name in merged_env if name in names.credentials) - blank
     strip = names.attribution_headers | blank
 
     provider = derived_vendor(decision.source, decision.provider, registry)
-    gap = byok_credential_gap(provider, present, registry)
-    if gap is not None:
-        raise gap
     if provider is None:
         return _EnvPlan(strip=strip)
     # Another provider's credential or endpoint would let a greedy runtime route the model to

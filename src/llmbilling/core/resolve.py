@@ -15,6 +15,7 @@ down the chain.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 
 from llmbilling.core.decision import (
@@ -37,6 +38,7 @@ from llmbilling.core.modes import (
     deployment_default,
 )
 from llmbilling.core.policy import CONTRACT_POLICY, CompiledPolicy
+from llmbilling.core.provisioning import PROVISIONING_UNKNOWN, judge_provisioning
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.core.rungs import (
     DEPLOYMENT_VERDICTS,
@@ -105,6 +107,7 @@ def resolve_billing_mode(
     outcome = _run_chain(
         bool(inputs.workspace_id),
         inputs.override,
+        override_expired_at(inputs.override_expires_at, inputs.now),
         inputs.org_default,
         inputs.runtime,
         inputs.model,
@@ -114,6 +117,16 @@ def resolve_billing_mode(
         policy,
     )
     return BillingDecision(inputs.workspace_id, outcome)
+
+
+def override_expired_at(expires_at: datetime | None, now: datetime | None) -> datetime | None:
+    """``expires_at`` when it has passed at ``now`` (or no ``now`` was given), else None.
+
+    The chain is memoized on this, never on ``now``: every unexpired override shares one key.
+    """
+    if expires_at is None or (now is not None and now < expires_at):
+        return None
+    return expires_at
 
 
 def relevant_auth_env(
@@ -134,6 +147,7 @@ def relevant_auth_env(
 def _run_chain(
     has_workspace_id: bool,
     override: str | OverrideReadFailure | None,
+    expired_at: datetime | None,
     org_default_raw: str | None,
     runtime: str | None,
     model: str | None,
@@ -143,7 +157,7 @@ def _run_chain(
     policy: CompiledPolicy,
 ) -> ChainOutcome:
     plan = _plan(policy, registry)
-    reading = read_override(has_workspace_id, override)
+    reading = read_override(has_workspace_id, override, expired_at)
     org_default = read_org_default(org_default_raw)[0]
     if reading.read_error is not None:
         return _fail_closed(reading, org_default, proxy_configured, plan)
@@ -157,6 +171,7 @@ def _run_chain(
         proxy_configured,
         registry,
         policy.own_key_wins_over_org_default,
+        expired_at,
     )
     trace: list[TraceEntry] = []
     error: DecisionError | None = None
@@ -191,6 +206,15 @@ def _run_chain(
         error,
         _DEPLOYMENTS[proxy_configured],
         plan.versions,
+        judge_provisioning(
+            mode,
+            source,
+            provider,
+            model_present=bool(model and model.strip()),
+            credential_names=auth_env,
+            proxy_configured=proxy_configured,
+            registry=registry,
+        ),
     )
 
 
@@ -222,6 +246,8 @@ def _fail_closed(
         error=reading.read_error,
         deployment=_DEPLOYMENTS[proxy_configured],
         versions=plan.versions,
+        # What provisioning meets depends on the state that could not be read.
+        provisioning=PROVISIONING_UNKNOWN,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Protocol
 
@@ -54,6 +55,7 @@ class Situation:
         "_derived",
         "_detail",
         "auth_env",
+        "expired_at",
         "has_workspace_id",
         "model",
         "org_default_raw",
@@ -75,8 +77,10 @@ class Situation:
         proxy_configured: bool,
         registry: CompiledRegistry | None,
         own_key_wins_over_org_default: bool,
+        expired_at: datetime | None = None,
     ) -> None:
         self.has_workspace_id = has_workspace_id
+        self.expired_at = expired_at
         self.override = override
         self.org_default_raw = org_default_raw
         self.runtime = runtime
@@ -142,9 +146,15 @@ class OverrideReading:
 
 @lru_cache(maxsize=1024)
 def read_override(
-    has_workspace_id: bool, stored: str | OverrideReadFailure | None
+    has_workspace_id: bool,
+    stored: str | OverrideReadFailure | None,
+    expired_at: datetime | None = None,
 ) -> OverrideReading:
-    """What the stored override says: a mode exactly as stored, or nothing (spec §2.1)."""
+    """What the stored override says: a mode exactly as stored, or nothing (spec §2.1).
+
+    ``expired_at`` is the override's expiry when it has passed (the caller compares it with
+    its ``now``): an expired override no longer decides, and the trace says when it expired.
+    """
     rung = RungName.WORKSPACE_OVERRIDE
     if not has_workspace_id:
         return OverrideReading(_skipped(rung, "no workspace id: pre-provision path"))
@@ -170,6 +180,13 @@ def read_override(
             else f"stored override {stored!r} is not a mode ({_ALLOWED}): ignored"
         )
         return OverrideReading(_skipped(rung, why))
+    if expired_at is not None:
+        return OverrideReading(
+            _skipped(
+                rung,
+                f"stored override {mode.value!r} expired at {expired_at.isoformat()}: inherit",
+            )
+        )
     verdict = _decided(
         rung, f"stored override is {mode.value!r}", mode, DecisionSource.WORKSPACE_OVERRIDE
     )
@@ -180,7 +197,9 @@ class WorkspaceOverrideRung:
     name = RungName.WORKSPACE_OVERRIDE
 
     def verdict(self, situation: Situation) -> RungVerdict:
-        return read_override(situation.has_workspace_id, situation.override).verdict
+        return read_override(
+            situation.has_workspace_id, situation.override, situation.expired_at
+        ).verdict
 
 
 # --- rung 2: the org default -------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -19,7 +20,7 @@ from llmbilling.core.modes import BillingMode
 from llmbilling.core.policy import CompiledPolicy
 from llmbilling.core.provisioning import byok_credential_missing, derived_vendor
 from llmbilling.core.registry import CompiledRegistry
-from llmbilling.core.resolve import relevant_auth_env, resolve_billing_mode
+from llmbilling.core.resolve import override_expired_at, relevant_auth_env, resolve_billing_mode
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -42,6 +43,12 @@ class DangerClass(StrEnum):
     """The platform starts paying for usage the customer paid for."""
     TO_DISABLED = "to_disabled"
     """The workspace loses LLM access."""
+    STARTS_PAYING = "starts_paying"
+    """A disabled workspace gets LLM access again (``platform_managed`` or ``byok``): someone
+    starts paying for usage that was switched off."""
+
+
+PAYING_MODES = frozenset({BillingMode.PLATFORM_MANAGED, BillingMode.BYOK})
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -77,6 +84,7 @@ def compare(inputs: ResolutionInput, current: Configuration, proposed: Configura
     return _compare(
         bool(inputs.workspace_id),
         inputs.override,
+        override_expired_at(inputs.override_expires_at, inputs.now),
         inputs.org_default,
         inputs.runtime,
         inputs.model,
@@ -93,6 +101,7 @@ def compare(inputs: ResolutionInput, current: Configuration, proposed: Configura
 def _compare(
     has_workspace_id: bool,
     override: str | OverrideReadFailure | None,
+    expired_at: datetime | None,
     org_default: str | None,
     runtime: str | None,
     model: str | None,
@@ -101,10 +110,12 @@ def _compare(
     current: Configuration,
     proposed: Configuration,
 ) -> Comparison:
-    # Outcomes depend on the workspace id only through whether there is one.
+    # Outcomes depend on the workspace id only through whether there is one, and on now only
+    # through whether the override has expired (an expiry without a now counts as passed).
     inputs = ResolutionInput(
         workspace_id="any-workspace" if has_workspace_id else None,
         override=override,
+        override_expires_at=expired_at,
         org_default=org_default,
         runtime=runtime,
         model=model,
@@ -150,6 +161,8 @@ def _dangers(
         found.append(DangerClass.BYOK_TO_PLATFORM)
     if after.mode is BillingMode.DISABLED and before.mode is not BillingMode.DISABLED:
         found.append(DangerClass.TO_DISABLED)
+    if before.mode is BillingMode.DISABLED and after.mode in PAYING_MODES:
+        found.append(DangerClass.STARTS_PAYING)
     return tuple(found)
 
 
@@ -174,6 +187,7 @@ class WhatIfReport:
     source_transitions: dict[Transition, int]
     dangers: dict[DangerClass, int]
     per_org_mode_transitions: dict[str, dict[Transition, int]]
+    per_org_changed: dict[str, int]
     per_org_dangers: dict[str, dict[DangerClass, int]]
     mode_samples: dict[Transition, tuple[str, ...]]
     danger_samples: dict[DangerClass, tuple[str, ...]]
@@ -213,13 +227,15 @@ class WhatIfReport:
             "per_org": [
                 {
                     "org_id": org_id,
+                    "workspaces": sum(transitions.values()),
+                    "changed": self.per_org_changed.get(org_id, 0),
                     "mode_transitions": [
                         {"from": old, "to": new, "count": count}
                         for (old, new), count in by_count(transitions)
                     ],
                     "dangers": {
-                        danger.value: count
-                        for danger, count in self.per_org_dangers.get(org_id, {}).items()
+                        danger.value: self.per_org_dangers.get(org_id, {}).get(danger, 0)
+                        for danger in DangerClass
                     },
                 }
                 for org_id, transitions in sorted(self.per_org_mode_transitions.items())
@@ -259,6 +275,7 @@ class WhatIfTally:
         self.total = 0
         self._by_change: dict[Change, int] = {}
         self._org_modes: dict[Hashable, dict[Transition, int]] = {}
+        self._org_changed: dict[Hashable, int] = {}
         self._org_dangers: dict[Hashable, dict[DangerClass, int]] = {}
         self._mode_samples: dict[Transition, list[Hashable]] = {}
         self._danger_samples: dict[DangerClass, list[Hashable]] = {}
@@ -272,6 +289,8 @@ class WhatIfTally:
             org_modes = self._org_modes[org_id] = {}
         transition = change.mode_transition
         org_modes[transition] = org_modes.get(transition, 0) + 1
+        if change.mode_changed or change.source_changed:
+            self._org_changed[org_id] = self._org_changed.get(org_id, 0) + 1
         if change.mode_changed:
             self._sample(self._mode_samples, transition, workspace_id)
         for danger in change.dangers:
@@ -306,6 +325,7 @@ class WhatIfTally:
             source_transitions=dict(sources),
             dangers={danger: dangers.get(danger, 0) for danger in DangerClass},
             per_org_mode_transitions={name(o): dict(c) for o, c in self._org_modes.items()},
+            per_org_changed={name(o): count for o, count in self._org_changed.items()},
             per_org_dangers={name(o): dict(c) for o, c in self._org_dangers.items()},
             mode_samples={k: tuple(map(name, ids)) for k, ids in self._mode_samples.items()},
             danger_samples={k: tuple(map(name, ids)) for k, ids in self._danger_samples.items()},

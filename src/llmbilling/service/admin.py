@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from llmbilling.core.decision import BillingDecision
+from llmbilling.core.decision import BillingDecision, ProvisioningStatus
 from llmbilling.core.modes import (
     MODE_VALUES,
     BillingMode,
@@ -27,7 +28,12 @@ from llmbilling.errors import (
 from llmbilling.service import audit
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext, parse_id, reading, writing
-from llmbilling.service.resolve import DecisionVersion, StoredDecision, decide_from_state
+from llmbilling.service.resolve import (
+    DecisionVersion,
+    StoredDecision,
+    decide_from_state,
+    decision_time,
+)
 from llmbilling.store import orgs as stored_orgs
 from llmbilling.store import workspaces as stored_workspaces
 from llmbilling.store.engine import Connection
@@ -41,6 +47,54 @@ from llmbilling.store.workspaces import DEFAULT_RUNTIME, StoredWorkspace
 
 LIST_PAGE_SIZE = 500
 SOURCE_VALUES: tuple[str, ...] = tuple(source.value for source in DecisionSource)
+MAX_REASON_LENGTH = 500
+# No C0/C1 control characters or DEL: a reason is one line of text for people.
+REASON_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+_REASON = re.compile(REASON_PATTERN)
+PROVISIONING_FILTER_VALUES: tuple[str, ...] = (
+    "ok",
+    "failing",
+    *(status.value for status in ProvisioningStatus if status is not ProvisioningStatus.OK),
+)
+
+
+def parse_reason(reason: str | None) -> str | None:
+    """A write's reason as the audit log keeps it: None when absent or blank; at most
+    :data:`MAX_REASON_LENGTH` characters, none of them a control character (line breaks and
+    tabs included)."""
+    if reason is None or not reason.strip():
+        return None
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidInputError("reason", f"must be at most {MAX_REASON_LENGTH} characters")
+    if not _REASON.match(reason):
+        raise InvalidInputError("reason", "must be one line: no control characters or line breaks")
+    return reason
+
+
+def parse_expiry(expires_at: str | datetime | None, now: datetime) -> datetime | None:
+    """An override's expiry as a write stores it (UTC): RFC 3339 text (or an aware datetime)
+    with a time zone, later than ``now``. None when absent."""
+    if expires_at is None:
+        return None
+    if isinstance(expires_at, datetime):
+        moment = expires_at
+    else:
+        try:
+            moment = datetime.fromisoformat(expires_at.strip())
+        except ValueError:
+            raise InvalidInputError(
+                "expires_at",
+                f"{expires_at!r} is not an RFC 3339 time (e.g. 2030-01-31T12:00:00Z)",
+            ) from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidInputError("expires_at", "must name its time zone (e.g. Z or +02:00)")
+    if moment <= now:
+        raise InvalidInputError("expires_at", f"must be in the future (now: {now.isoformat()})")
+    return moment.astimezone(UTC)
+
+
+def _with_reason(entry: dict[str, Any], reason: str | None) -> dict[str, Any]:
+    return entry if reason is None else {**entry, "reason": reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +153,13 @@ def _mode_value(mode: BillingMode | None) -> str | None:
 # --- organizations ---------------------------------------------------------------------------
 
 
-def parse_org_default(raw: str | None) -> str | None:
-    """An org default as an admin may set it: any text that normalizes to a mode, kept raw."""
+def parse_org_default(raw: str | None, field: str = "mode") -> str | None:
+    """An org default as an admin may set it: any text that normalizes to a mode, kept raw.
+    ``field`` is the name the caller gave it under (errors name it)."""
     if raw is None:
         return None
     if recognize_normalized_mode(raw) is None:
-        raise InvalidInputError("llm_billing_mode_default", f"{raw!r} is not a mode", MODE_VALUES)
+        raise InvalidInputError(field, f"{raw!r} is not a mode", MODE_VALUES)
     return raw
 
 
@@ -118,7 +173,7 @@ def create_org(
 ) -> OrgView:
     if not name.strip():
         raise InvalidInputError("name", "must not be blank")
-    raw_default = parse_org_default(billing_mode_default)
+    raw_default = parse_org_default(billing_mode_default, "billing_mode_default")
     new_id = org_id or uuid.uuid4()
     who = audit_context or AuditContext()
     stamp = audit.now()
@@ -171,15 +226,19 @@ def set_org_default(
     *,
     audit_context: AuditContext | None = None,
     expected_versions: Collection[int] | None = None,
+    reason: str | None = None,
 ) -> OrgView:
     """Set (or, with None, clear) an org's default. Stored raw as given; answers the org as
-    the write's own transaction left it.
+    the write's own transaction left it. ``reason`` (see :func:`parse_reason`) is kept in the
+    audit entry. A write that stores what is already stored changes nothing: no audit entry,
+    no version bump.
 
     With ``expected_versions`` (the ``row_version``s the caller accepts) the write is a
     compare-and-set: :class:`PreconditionFailedError` when the row is at none of them.
     """
     parsed = parse_id("org_id", org_id)
     raw_default = parse_org_default(raw)
+    why = parse_reason(reason)
     who = audit_context or AuditContext()
     with writing(context) as connection:
         before = stored_orgs.lock_org_default(connection, parsed)
@@ -189,6 +248,8 @@ def set_org_default(
         # the one the write moves on from.
         if expected_versions is not None and before.row_version not in expected_versions:
             raise PreconditionFailedError(f"organization {parsed}")
+        if before.raw == raw_default:
+            return _org_in(connection, parsed)
         stored_orgs.write_org_default(connection, parsed, raw_default, updated_at=audit.now())
         audit.record(
             connection,
@@ -198,7 +259,7 @@ def set_org_default(
             else "org.billing_mode_default_cleared",
             org_id=parsed,
             before={"llm_billing_mode_default": before.raw},
-            after={"llm_billing_mode_default": raw_default},
+            after=_with_reason({"llm_billing_mode_default": raw_default}, why),
         )
         return _org_in(connection, parsed)
 
@@ -318,6 +379,8 @@ def set_override(
     audit_context: AuditContext | None = None,
     expected_versions: Collection[DecisionVersion] | None = None,
     authorize: Callable[[UUID], None] | None = None,
+    reason: str | None = None,
+    expires_at: str | datetime | None = None,
 ) -> StoredDecision:
     """Set the workspace override to an exact mode, or clear it (inherit) with None; answers
     the decision the write's own transaction produced (so a committed write never needs a
@@ -329,9 +392,19 @@ def set_override(
     decisions the caller accepts) the write happens only if the current decision is at one of
     them, else :class:`PreconditionFailedError`: the version is computed in the transaction,
     the workspace row locked, and the UPDATE requires both row versions (compare-and-set).
+
+    ``reason`` (see :func:`parse_reason`) is kept in the audit entry. ``expires_at`` (see
+    :func:`parse_expiry`; only with a mode) ends the override's authority: past it the
+    override no longer decides. A write that stores what is already stored (same mode, same
+    expiry) changes nothing: it answers as any write does, with no audit entry and no version
+    bump.
     """
     parsed = parse_id("workspace_id", workspace_id)
     new_mode = None if mode is None else parse_override(mode).value
+    new_expiry = parse_expiry(expires_at, decision_time())
+    if new_mode is None and new_expiry is not None:
+        raise InvalidInputError("expires_at", "only an override that sets a mode can expire")
+    why = parse_reason(reason)
     who = audit_context or AuditContext()
     with writing(context) as connection:
         row = stored_workspaces.lock_override(connection, parsed)
@@ -346,8 +419,16 @@ def set_override(
             if current not in expected_versions:
                 raise PreconditionFailedError(f"the decision of workspace {parsed}")
             expected = (current.workspace_version, current.org_version)
+        if (row.override, row.expires_at) == (new_mode, new_expiry):
+            unchanged = _locked_state(connection, parsed)
+            return StoredDecision(decide_from_state(context, unchanged), unchanged)
         if not stored_workspaces.write_override(
-            connection, parsed, new_mode, updated_at=audit.now(), expected_versions=expected
+            connection,
+            parsed,
+            new_mode,
+            expires_at=new_expiry,
+            updated_at=audit.now(),
+            expected_versions=expected,
         ):
             raise PreconditionFailedError(f"the decision of workspace {parsed}")
         audit.record(
@@ -356,11 +437,19 @@ def set_override(
             "workspace.override_set" if new_mode is not None else "workspace.override_cleared",
             org_id=row.org_id,
             workspace_id=parsed,
-            before={"llm_billing_mode": row.override},
-            after={"llm_billing_mode": new_mode},
+            before=_override_entry(row.override, row.expires_at),
+            after=_with_reason(_override_entry(new_mode, new_expiry), why),
         )
         written = _locked_state(connection, parsed)
     return StoredDecision(decide_from_state(context, written), written)
+
+
+def _override_entry(mode: str | None, expires_at: datetime | None) -> dict[str, Any]:
+    """An override as its audit entries show it (the expiry only when it has one)."""
+    entry: dict[str, Any] = {"llm_billing_mode": mode}
+    if expires_at is not None:
+        entry["override_expires_at"] = expires_at.isoformat()
+    return entry
 
 
 def _locked_state(connection: Connection, workspace_id: UUID) -> WorkspaceState:
@@ -379,24 +468,40 @@ def parse_source(source: str) -> DecisionSource:
         ) from None
 
 
+def parse_provisioning_filter(value: str) -> frozenset[ProvisioningStatus]:
+    """The verdicts a ``provisioning`` filter admits: ``ok``; ``failing`` (every verdict but
+    ok, ``unknown`` included: such a workspace cannot be shown to provision); or one code."""
+    if value == "failing":
+        return frozenset(ProvisioningStatus) - {ProvisioningStatus.OK}
+    try:
+        return frozenset({ProvisioningStatus(value)})
+    except ValueError:
+        raise InvalidInputError(
+            "provisioning", f"{value!r} is not a provisioning filter", PROVISIONING_FILTER_VALUES
+        ) from None
+
+
 def list_workspaces(
     context: ServiceContext,
     *,
     org_id: str | UUID | None = None,
     mode: str | None = None,
     source: str | None = None,
+    provisioning: str | None = None,
     after: UUID | None = None,
     limit: int = 100,
 ) -> list[WorkspaceWithDecision]:
     """Workspaces in id order with their decisions, starting after the id ``after``.
 
-    ``mode`` and ``source`` filter on the DECIDED mode and source. Reads in pages (one
-    statement per page), so a filter that matches few workspaces of a large fleet still stops
-    at ``limit`` matches.
+    ``mode`` and ``source`` filter on the DECIDED mode and source; ``provisioning`` on the
+    decision's provisioning verdict (see :func:`parse_provisioning_filter`). Reads in pages
+    (one statement per page), so a filter that matches few workspaces of a large fleet still
+    stops at ``limit`` matches.
     """
     parsed_org = None if org_id is None else parse_id("org_id", org_id)
     wanted = None if mode is None else parse_override(mode)
     wanted_source = None if source is None else parse_source(source)
+    wanted_provisioning = None if provisioning is None else parse_provisioning_filter(provisioning)
     if limit < 1:
         raise InvalidInputError("limit", "must be at least 1")
     found: list[WorkspaceWithDecision] = []
@@ -407,8 +512,13 @@ def list_workspaces(
             )
             for state, name in page:
                 decision = decide_from_state(context, state)
-                if (wanted is None or decision.mode is wanted) and (
-                    wanted_source is None or decision.source is wanted_source
+                if (
+                    (wanted is None or decision.mode is wanted)
+                    and (wanted_source is None or decision.source is wanted_source)
+                    and (
+                        wanted_provisioning is None
+                        or decision.provisioning.status in wanted_provisioning
+                    )
                 ):
                     view = WorkspaceView(
                         id=state.workspace_id,

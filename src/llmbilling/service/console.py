@@ -1,5 +1,6 @@
-"""The console's reads: the org listing and the latest provision of a page of workspaces (the
-store's read side, ``store/console_views.py``), and the preview of an override change.
+"""The console's reads: the latest provision of a page of workspaces (the store's read side,
+``store/console_views.py``), and the preview of an override change. (The org
+listing and search are ``service/orgs.py``'s.)
 
 Each read runs on :meth:`Store.connection`, so database failures surface as
 ``StoreUnavailableError`` like every other use case.
@@ -8,31 +9,57 @@ Each read runs on :meth:`Store.connection`, so database failures surface as
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from uuid import UUID
 
 from llmbilling.core.decision import BillingDecision
 from llmbilling.core.modes import BillingMode
-from llmbilling.errors import StoreUnavailableError
+from llmbilling.core.provisioning import EffectiveModel
+from llmbilling.errors import LlmBillingError, StoreUnavailableError
 from llmbilling.service.context import ServiceContext
-from llmbilling.service.resolve import decide_from_state
+from llmbilling.service.resolve import decide_from_state, stored_model_origin
 from llmbilling.store import console_views
-from llmbilling.store.console_views import LastProvision, OrgPage
+from llmbilling.store.console_views import LastProvision
+from llmbilling.store.workspace_read import WorkspaceState, read_workspace_state
 
-__all__ = ["LastProvision", "OrgPage", "decision_with_override", "last_provisions", "org_page"]
-from llmbilling.store.workspace_read import read_workspace_state
+__all__ = [
+    "LastProvision",
+    "WorkspaceInputs",
+    "decision_with_override",
+    "last_provisions",
+    "workspace_inputs",
+]
 
 
-def org_page(
-    context: ServiceContext,
-    *,
-    only: UUID | None,
-    after: tuple[str, UUID] | None,
-    limit: int,
-) -> OrgPage:
-    """Orgs by (name, id); ``only`` restricts the listing to one org (a tenant's token)."""
-    with context.store.connection() as connection:
-        return console_views.org_page(connection, only=only, after=after, limit=limit)
+@dataclass(frozen=True, slots=True)
+class WorkspaceInputs:
+    """What the workspace page shows of a decision's stored inputs: the effective model and
+    where it came from (None when a model secret cannot be decrypted), and the credential
+    NAMES of each scope (registry credentials only; values are never read)."""
+
+    model: EffectiveModel | None
+    workspace_credentials: tuple[str, ...]
+    org_credentials: tuple[str, ...]
+
+
+def workspace_inputs(context: ServiceContext, state: WorkspaceState) -> WorkspaceInputs:
+    """The page's view of ``state`` (the read path's own step one for the model)."""
+    try:
+        model: EffectiveModel | None = stored_model_origin(
+            context,
+            workspace_id=state.workspace_id,
+            org_id=state.org_id,
+            model=state.model,
+            model_secrets=state.model_secrets,
+        )
+    except LlmBillingError:
+        model = None
+    credentials = frozenset() if context.registry is None else context.registry.all_auth_env
+    return WorkspaceInputs(
+        model,
+        tuple(sorted(state.workspace_secret_names & credentials)),
+        tuple(sorted(state.org_secret_names & credentials)),
+    )
 
 
 def last_provisions(

@@ -72,15 +72,25 @@ class ServiceContext:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, pool_pre_ping: bool = True, check_schema: bool = True
+        cls,
+        settings: Settings,
+        *,
+        pool_pre_ping: bool = True,
+        check_schema: bool = True,
+        create_database: bool = True,
     ) -> ServiceContext:
+        """The context of ``settings``. Without ``create_database`` a SQLite file that does
+        not exist raises :class:`~llmbilling.errors.DatabaseNotFoundError` (the CLI's
+        commands but ``db upgrade`` and ``serve --demo``)."""
         policy = load_policy(settings.policy_path)
         pool = PoolSettings(
             size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             idle_seconds=settings.db_pool_idle_seconds,
         )
-        store = open_store(settings.database_url, pool=pool, pool_pre_ping=pool_pre_ping)
+        store = open_store(
+            settings.database_url, pool=pool, pool_pre_ping=pool_pre_ping, create=create_database
+        )
         if check_schema:
             try:
                 ensure_schema(store, auto_migrate=settings.should_auto_migrate)

@@ -19,7 +19,7 @@ from llmbilling.errors import MissingModelError, WorkspaceNotFoundError
 from llmbilling.service import audit
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext, parse_id
-from llmbilling.service.resolve import stored_inputs
+from llmbilling.service.resolve import decision_time, stored_inputs
 from llmbilling.store import workspaces as stored_workspaces
 from llmbilling.store.crypto import KeyRing, SecretLocation
 from llmbilling.store.engine import Connection
@@ -101,6 +101,8 @@ def _provision(
         runtime=state.runtime,
         model=model,
         auth_env=frozenset(merged),
+        override_expires_at=state.override_expires_at,
+        now=decision_time(),
     )
     registry = context.require_registry()
     decision = resolve_billing_mode(inputs, registry, context.policy)

@@ -19,14 +19,14 @@ from llmbilling.core.registry import CompiledRegistry
 from llmbilling.core.registry_diff import FleetKey
 from llmbilling.errors import LlmBillingError
 from llmbilling.service.context import ServiceContext, parse_id
-from llmbilling.service.resolve import stored_inputs, unreadable_inputs
+from llmbilling.service.resolve import decision_time, stored_inputs, unreadable_inputs
 from llmbilling.service.whatif import (
     MEMO_LIMIT,
     WHATIF_PAGE_SIZE,
     sealed_row_model,
     stream_fleet_rows,
 )
-from llmbilling.store.workspace_read import as_uuid, split_secret_names
+from llmbilling.store.workspace_read import as_uuid, split_secret_names, stored_timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +65,7 @@ def fleet_inputs(
             found = names[aggregated] = split_secret_names(aggregated)
         return found
 
+    now = decision_time()
     for row in stream_fleet_rows(context, parsed_org, page_size):
         workspace_id, _, override, runtime, _, org_default = row[:6]
         workspace_names, org_names = row[8:10]
@@ -83,6 +84,8 @@ def fleet_inputs(
             runtime=runtime,
             model=effective,
             auth_env=split(workspace_names) | split(org_names),
+            override_expires_at=stored_timestamp(row[12]),
+            now=now,
         )
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from uuid import UUID
 
 from llmbilling.core.decision import BillingDecision, OverrideReadFailure, ResolutionInput
-from llmbilling.core.provisioning import effective_model
+from llmbilling.core.provisioning import EffectiveModel, effective_model, effective_model_origin
 from llmbilling.core.resolve import resolve_billing_mode
 from llmbilling.core.secrets import SecretValue, merge_secret_scopes
 from llmbilling.errors import LlmBillingError, StoreUnavailableError, WorkspaceNotFoundError
@@ -130,6 +131,12 @@ def decide_from_state(context: ServiceContext, state: WorkspaceState) -> Billing
     return resolve_billing_mode(read_path_inputs(context, state), context.registry, context.policy)
 
 
+def decision_time() -> datetime:
+    """The "now" a decision is made at (UTC): the one clock the read path reads, at its edge;
+    the core is given it (an override's expiry is judged against it)."""
+    return datetime.now(UTC)
+
+
 def read_path_inputs(context: ServiceContext, state: WorkspaceState) -> ResolutionInput:
     """The two steps over one read state; an undecryptable model secret makes the state
     unreadable (``constant_fallback``)."""
@@ -151,6 +158,8 @@ def read_path_inputs(context: ServiceContext, state: WorkspaceState) -> Resoluti
         runtime=state.runtime,
         model=model,
         auth_env=state.secret_names,
+        override_expires_at=state.override_expires_at,
+        now=decision_time(),
     )
 
 
@@ -167,13 +176,32 @@ def stored_model(
     scope over org scope), decrypted. Raises :class:`LlmBillingError` when one cannot be."""
     if not model_secrets:
         return effective_model(None, model, {})
+    return stored_model_origin(
+        context,
+        workspace_id=workspace_id,
+        org_id=org_id,
+        model=model,
+        model_secrets=model_secrets,
+    ).model
+
+
+def stored_model_origin(
+    context: ServiceContext,
+    *,
+    workspace_id: UUID,
+    org_id: UUID,
+    model: str | None,
+    model_secrets: tuple[SealedSecret, ...],
+) -> EffectiveModel:
+    """:func:`stored_model` with where the model came from (the model column, or which
+    secret of which scope); raises as it does."""
     scoped: dict[str, dict[str, str]] = {"org": {}, "workspace": {}}
     for sealed in model_secrets:
         owner = workspace_id if sealed.scope == "workspace" else org_id
         location = SecretLocation(sealed.scope, owner, sealed.name)
         scoped[sealed.scope][sealed.name] = context.key_ring.decrypt(sealed.value, location)
     merged: dict[str, SecretValue] = merge_secret_scopes(scoped["org"], scoped["workspace"])
-    return effective_model(None, model, merged)
+    return effective_model_origin(None, model, merged)
 
 
 def stored_inputs(
@@ -185,9 +213,12 @@ def stored_inputs(
     runtime: str | None,
     model: str | None,
     auth_env: frozenset[str],
+    override_expires_at: datetime | None,
+    now: datetime,
 ) -> ResolutionInput:
     """Step two: a decision's inputs from stored columns and the effective model; the
-    deployment supplies the proxy, and the org default of orgs that store none (spec §5)."""
+    deployment supplies the proxy, and the org default of orgs that store none (spec §5).
+    ``now`` is the moment the override's expiry is judged at."""
     return ResolutionInput(
         workspace_id=workspace_id,
         override=override,
@@ -196,6 +227,8 @@ def stored_inputs(
         model=model,
         auth_env=auth_env,
         proxy_configured=context.deployment.proxy_configured,
+        override_expires_at=override_expires_at,
+        now=now,
     )
 
 

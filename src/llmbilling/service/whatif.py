@@ -17,13 +17,23 @@ from llmbilling.core.derivation import derivation_key
 from llmbilling.core.policy import CompiledPolicy
 from llmbilling.core.provisioning import effective_model
 from llmbilling.core.registry import CompiledRegistry
-from llmbilling.core.resolve import relevant_auth_env
+from llmbilling.core.resolve import override_expired_at, relevant_auth_env
 from llmbilling.core.whatif import Change, Configuration, WhatIfReport, WhatIfTally, compare
 from llmbilling.errors import LlmBillingError
 from llmbilling.service.context import ServiceContext, parse_id
-from llmbilling.service.resolve import stored_inputs, stored_model, unreadable_inputs
+from llmbilling.service.resolve import (
+    decision_time,
+    stored_inputs,
+    stored_model,
+    unreadable_inputs,
+)
 from llmbilling.store import fleet
-from llmbilling.store.workspace_read import as_uuid, split_secret_names, unpack_model_secrets
+from llmbilling.store.workspace_read import (
+    as_uuid,
+    split_secret_names,
+    stored_timestamp,
+    unpack_model_secrets,
+)
 
 WHATIF_PAGE_SIZE = 5000
 # Distinct stored-input combinations remembered at once; the memo is dropped when full, which
@@ -100,9 +110,13 @@ def run_whatif(
     memo: dict[tuple[Any, ...], Change] = {}
     credentials = _CredentialNames(current, proposed)
     derivations = _DerivationKeys(current, proposed)
+    # One "now" for the whole run, as one read would take it: expiry is judged against it.
+    now = decision_time()
     for row in stream_fleet_rows(context, parsed_org, page_size):
         workspace_id, org, override, runtime, model, org_default = row[:6]
         workspace_names, org_names, workspace_models, org_models = row[8:12]
+        # Keyed on the passed expiry, never on now: unexpired overrides share memo entries.
+        expired_at = override_expired_at(stored_timestamp(row[12]), now)
         if workspace_models is not None or org_models is not None:
             try:
                 model = sealed_row_model(context, row)
@@ -116,6 +130,7 @@ def run_whatif(
         org_credentials = credentials.of(org_names)
         key = (
             override,
+            expired_at,
             org_default,
             derivations.of(runtime, model),
             workspace_credentials,
@@ -133,6 +148,8 @@ def run_whatif(
                 runtime=runtime,
                 model=effective_model(None, model, {}),
                 auth_env=workspace_credentials | org_credentials,
+                override_expires_at=expired_at,
+                now=now,
             )
             change = memo[key] = compare(inputs, current, proposed).change
         tally.add(org, workspace_id, change)

@@ -28,17 +28,23 @@ from typing import Any
 from uuid import UUID
 
 from llmbilling.config.settings import Settings
+from llmbilling.core.decision import BillingDecision
+from llmbilling.core.resolve import resolve_billing_mode
 from llmbilling.core.whatif import Configuration, WhatIfReport
 from llmbilling.errors import (
     ErrorCode,
     LlmBillingError,
     WhatIfQuotaExceededError,
     WhatIfRateLimitedError,
+    WorkspaceNotFoundError,
 )
 from llmbilling.service import audit
 from llmbilling.service.audit import AuditContext
-from llmbilling.service.context import ServiceContext, writing
-from llmbilling.service.whatif import count_workspaces, run_whatif
+from llmbilling.service.context import ServiceContext, parse_id, reading, writing
+from llmbilling.service.resolve import read_path_inputs
+from llmbilling.service.whatif import count_workspaces, current_configuration, run_whatif
+from llmbilling.service.whatif_report import Proposal, proposal_of
+from llmbilling.store.workspace_read import read_workspace_state
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +73,17 @@ class WhatIfJob:
     finished_at: datetime | None = None
     error_code: ErrorCode | None = None
     error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SampleDecisions:
+    """One workspace decided now, from its stored state, under a job's current and proposed
+    configuration: what a report's sample link shows side by side."""
+
+    workspace_id: UUID
+    org_id: UUID
+    current: BillingDecision
+    proposed: BillingDecision
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +145,8 @@ class WhatIfJobs:
         self._lock = threading.Lock()
         self._jobs: OrderedDict[UUID, WhatIfJob] = OrderedDict()
         self._reports: dict[UUID, WhatIfReport] = {}
+        self._proposals: dict[UUID, Proposal] = {}
+        self._configurations: dict[UUID, tuple[Configuration, Configuration]] = {}
         self._buckets: dict[UUID | None, _StartBucket] = {}
         self._worker: ThreadPoolExecutor | None = None
 
@@ -154,11 +173,13 @@ class WhatIfJobs:
         )
         with self._lock:
             self._admit(job)
+            self._configurations[job.id] = (current_configuration(self._context), proposed)
         try:
             self._audit_start(job, proposed, audit_context)
         except BaseException:
             with self._lock:
                 self._jobs.pop(job.id, None)
+                self._configurations.pop(job.id, None)
                 self._buckets[org_id].give_back()
             raise
         with self._lock:
@@ -198,6 +219,8 @@ class WhatIfJobs:
             if job.state in (JobState.SUCCEEDED, JobState.FAILED):
                 del self._jobs[job.id]
                 self._reports.pop(job.id, None)
+                self._proposals.pop(job.id, None)
+                self._configurations.pop(job.id, None)
                 excess -= 1
 
     def _audit_start(
@@ -227,10 +250,38 @@ class WhatIfJobs:
         with self._lock:
             return self._reports.get(job_id)
 
+    def proposal(self, job_id: UUID) -> Proposal | None:
+        """The documents the job compared and their diffs, once its report is there."""
+        with self._lock:
+            return self._proposals.get(job_id)
+
     def jobs(self) -> list[WhatIfJob]:
-        """Every org's jobs, newest first: a caller shows only those the reader may read."""
+        """This process's jobs of every org, newest first (each replica holds its own): a
+        caller shows only those the reader may read."""
         with self._lock:
             return list(reversed(self._jobs.values()))
+
+    def sample(self, job_id: UUID, workspace_id: str | UUID) -> SampleDecisions | None:
+        """``workspace_id`` decided now, as the read path decides it, under the job's current
+        and proposed configuration; None for a job no longer kept. Raises
+        :class:`WorkspaceNotFoundError` for an unknown workspace (a malformed id:
+        :class:`InvalidInputError`), :class:`StoreUnavailableError` when the store fails. The
+        caller checks that its reader may read the returned ``org_id``."""
+        with self._lock:
+            configurations = self._configurations.get(job_id)
+        if configurations is None:
+            return None
+        parsed = parse_id("workspace_id", workspace_id)
+        with reading(self._context) as connection:
+            state = read_workspace_state(connection, parsed)
+        if state is None:
+            raise WorkspaceNotFoundError(parsed)
+        inputs = read_path_inputs(self._context, state)
+        current, proposed = (
+            resolve_billing_mode(inputs, configuration.registry, configuration.policy)
+            for configuration in configurations
+        )
+        return SampleDecisions(parsed, state.org_id, current, proposed)
 
     def close(self) -> None:
         """Stop the worker, dropping queued jobs; a later :meth:`start` makes a new one."""
@@ -267,6 +318,7 @@ class WhatIfJobs:
                 org_id=job.org_id,
                 on_progress=lambda done: self._update(job_id, done=done),
             )
+            proposal = proposal_of(current_configuration(self._context), proposed)
         except LlmBillingError as error:
             self._fail(job_id, error.code, error.message)
             return
@@ -279,4 +331,5 @@ class WhatIfJobs:
             return
         with self._lock:
             self._reports[job_id] = report
+            self._proposals[job_id] = proposal
         self._update(job_id, state=JobState.SUCCEEDED, finished_at=datetime.now(UTC))

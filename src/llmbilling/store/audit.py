@@ -33,6 +33,12 @@ class AuditEntry:
     after: Mapping[str, Any] | None
     request_id: str
 
+    @property
+    def reason(self) -> str | None:
+        """Why the change was made, when the writer said (kept in ``after``)."""
+        reason = None if self.after is None else self.after.get("reason")
+        return reason if isinstance(reason, str) else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -43,6 +49,7 @@ class AuditEntry:
             "workspace_id": None if self.workspace_id is None else str(self.workspace_id),
             "before": None if self.before is None else dict(self.before),
             "after": None if self.after is None else dict(self.after),
+            "reason": self.reason,
             "request_id": self.request_id,
         }
 

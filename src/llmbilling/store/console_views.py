@@ -1,10 +1,8 @@
 """The console's read side: listings for screens that no use case needs (cosmicpython's
 "views"). Each function is one statement on a read connection and returns plain frozen
 values. Callers wrap the connection in :meth:`Store.connection`, so a database failure
-reaches them as ``StoreUnavailableError``.
-
-The org listing pages by keyset (name, id), never OFFSET: a page costs the same on the first
-and the thousandth page.
+reaches them as ``StoreUnavailableError``. (The org listing is ``store/orgs.py``'s: the API
+serves it too.)
 """
 
 from __future__ import annotations
@@ -14,70 +12,47 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, func, select
 
 from llmbilling.core.modes import BillingMode
 from llmbilling.store.audit import as_utc
+from llmbilling.store.orgs import name_starts_with
 from llmbilling.store.tables import organizations, provisions, workspaces
 
 
 @dataclass(frozen=True, slots=True)
-class OrgSummary:
-    """One org as the listing shows it: its stored default raw, and how many workspaces."""
+class WorkspaceMatch:
+    """A workspace found by name, with its org's name for the results page."""
 
     id: UUID
-    name: str
-    billing_mode_default_raw: str | None
-    workspace_count: int
+    name: str | None
+    org_id: UUID
+    org_name: str
 
 
-@dataclass(frozen=True, slots=True)
-class OrgPage:
-    """A page of orgs by (name, id); ``next_after`` is the cursor of the next page, if any."""
-
-    orgs: list[OrgSummary]
-    next_after: tuple[str, UUID] | None
-
-
-def org_page(
-    connection: Connection,
-    *,
-    only: UUID | None,
-    after: tuple[str, UUID] | None,
-    limit: int,
-) -> OrgPage:
-    """Orgs by (name, id) after the cursor ``after``; ``only`` restricts the listing to one
-    org (a tenant's token). One statement."""
-    count = (
-        select(func.count())
-        .select_from(workspaces)
-        .where(workspaces.c.org_id == organizations.c.id)
-        .scalar_subquery()
-    )
+def workspaces_named(
+    connection: Connection, prefix: str, *, only: UUID | None, limit: int
+) -> list[WorkspaceMatch]:
+    """Workspaces whose name starts with ``prefix`` (lowercased), ignoring case, by (name,
+    id); at most ``limit``; ``only`` restricts the search to one org. One statement, served
+    by the ``lower(name)`` index."""
     statement = (
-        select(
-            organizations.c.id,
-            organizations.c.name,
-            organizations.c.llm_billing_mode_default,
-            count,
-        )
-        .order_by(organizations.c.name, organizations.c.id)
-        .limit(limit + 1)
+        select(workspaces.c.id, workspaces.c.name, workspaces.c.org_id, organizations.c.name)
+        .join(organizations, organizations.c.id == workspaces.c.org_id)
+        .where(name_starts_with(connection, workspaces.c.name, prefix))
+        .order_by(workspaces.c.name, workspaces.c.id)
+        .limit(limit)
     )
     if only is not None:
-        statement = statement.where(organizations.c.id == only)
-    if after is not None:
-        after_name, after_id = after
-        statement = statement.where(
-            or_(
-                organizations.c.name > after_name,
-                and_(organizations.c.name == after_name, organizations.c.id > after_id),
-            )
-        )
-    rows = connection.execute(statement).all()
-    orgs = [OrgSummary(row[0], row[1], row[2], row[3]) for row in rows[:limit]]
-    more = len(rows) > limit
-    return OrgPage(orgs, (orgs[-1].name, orgs[-1].id) if more and orgs else None)
+        statement = statement.where(workspaces.c.org_id == only)
+    return [WorkspaceMatch(row[0], row[1], row[2], row[3]) for row in connection.execute(statement)]
+
+
+def workspace_org(connection: Connection, workspace_id: UUID) -> UUID | None:
+    """The org of the workspace with this id, or None: one primary-key SELECT."""
+    return connection.execute(
+        select(workspaces.c.org_id).where(workspaces.c.id == workspace_id)
+    ).scalar_one_or_none()
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection as Connection  # the handle store functions take
 from sqlalchemy import Dialect, Engine, Insert, create_engine, event
@@ -36,7 +37,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from llmbilling.errors import InvalidInputError, StoreUnavailableError
+from llmbilling.errors import DatabaseNotFoundError, InvalidInputError, StoreUnavailableError
 
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -223,9 +224,17 @@ def unavailable(error: BaseException, url: URL | None = None) -> StoreUnavailabl
 
 
 def open_store(
-    database_url: str, *, pool: PoolSettings | None = None, pool_pre_ping: bool = True
+    database_url: str,
+    *,
+    pool: PoolSettings | None = None,
+    pool_pre_ping: bool = True,
+    create: bool = True,
 ) -> Store:
-    """Create the engines (no connection is made yet). A SQLite file's folder is created.
+    """Create the engines (no connection is made yet).
+
+    With ``create`` a SQLite file (and its folder) is created on first connect. Without it a
+    missing file raises :class:`DatabaseNotFoundError` naming the path, and the engines open
+    the file read-write only (SQLite's ``mode=rw``), so nothing creates it later either.
 
     ``pool`` sizes the pools (defaults: :class:`PoolSettings`). ``pool_pre_ping`` replaces
     connections the server dropped while they sat in the pool; tests of dropped connections
@@ -235,7 +244,10 @@ def open_store(
     pool = pool or PoolSettings()
     if url.get_backend_name() == "sqlite":
         return Store(
-            url, _sqlite_engine(url, pool), _sqlite_engine(url, pool, autocommit=True), pool
+            url,
+            _sqlite_engine(url, pool, create=create),
+            _sqlite_engine(url, pool, create=create, autocommit=True),
+            pool,
         )
     return Store(
         url,
@@ -260,18 +272,30 @@ def _postgres_engine(
     return engine
 
 
-def _sqlite_engine(url: URL, pool: PoolSettings, *, autocommit: bool = False) -> Engine:
+def _sqlite_engine(
+    url: URL, pool: PoolSettings, *, create: bool, autocommit: bool = False
+) -> Engine:
     options: dict[str, Any] = {}
     database = url.database
     if database and database != ":memory:" and not database.startswith("file:"):
         options.update(pool.queue_pool_options())  # a file database: SQLAlchemy's QueuePool
-        folder = Path(database).expanduser().parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise InvalidInputError(
-                "database_url", f"cannot create the folder {str(folder)!r}: {error.strerror}"
-            ) from None
+        path = Path(database).expanduser()
+        if create:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise InvalidInputError(
+                    "database_url",
+                    f"cannot create the folder {str(path.parent)!r}: {error.strerror}",
+                ) from None
+        else:
+            if not path.is_file():
+                raise DatabaseNotFoundError(database)
+            # A URI filename in mode=rw: a file removed after this check is not created anew.
+            url = url.set(
+                database=f"file:{quote(str(path.resolve()))}",
+                query={**url.query, "mode": "rw", "uri": "true"},
+            )
     if autocommit:
         options["isolation_level"] = "AUTOCOMMIT"
     engine = create_engine(url, **options)

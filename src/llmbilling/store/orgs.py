@@ -1,6 +1,12 @@
-"""The organizations table: create, read (with its workspace count), and the
-compare-and-set write of the org default. Each function is one statement on the caller's
-connection."""
+"""The organizations table: create, read (with its workspace count), the listing in keyset
+pages, lookups by name, and the compare-and-set write of the org default. Each function is one
+statement on the caller's connection.
+
+Name lookups compare ``lower(name)``, which the ``lower(name)`` index serves (migration 0005;
+``text_pattern_ops`` on PostgreSQL, so a left-anchored ``LIKE`` uses it whatever the database's
+collation). On SQLite a byte range on the same expression makes the prefix use the index,
+since SQLite's ``LIKE`` optimization applies to plain columns only.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Select, and_, func, insert, or_, select, update
 
 from llmbilling.store.engine import insert_unless_taken
 from llmbilling.store.tables import organizations, workspaces
@@ -115,3 +121,111 @@ def write_org_default(
             row_version=organizations.c.row_version + 1,
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class OrgSummary:
+    """One org as a listing shows it: its stored default raw, and how many workspaces."""
+
+    id: UUID
+    name: str
+    billing_mode_default_raw: str | None
+    workspace_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrgPage:
+    """A page of orgs by (name, id); ``next_after`` is the id of its last org when a next page
+    follows (the cursor of that page)."""
+
+    orgs: list[OrgSummary]
+    next_after: UUID | None
+
+
+def _summaries() -> Select[UUID, str, str | None, int]:
+    count = (
+        select(func.count())
+        .select_from(workspaces)
+        .where(workspaces.c.org_id == organizations.c.id)
+        .scalar_subquery()
+    )
+    return select(
+        organizations.c.id,
+        organizations.c.name,
+        organizations.c.llm_billing_mode_default,
+        count,
+    )
+
+
+def org_page(
+    connection: Connection,
+    *,
+    only: UUID | None,
+    after: UUID | None,
+    limit: int,
+) -> OrgPage:
+    """Orgs by (name, id) after the org with id ``after``, each with its workspace count;
+    ``only`` restricts the listing to one org (a tenant's token). One statement; keyset paging
+    on the ``(name, id)`` index, so the thousandth page costs what the first does. An ``after``
+    that no org has gives an empty page (the caller checks it first)."""
+    statement = _summaries().order_by(organizations.c.name, organizations.c.id).limit(limit + 1)
+    if only is not None:
+        statement = statement.where(organizations.c.id == only)
+    if after is not None:
+        cursor = organizations.alias("cursor")
+        after_name = select(cursor.c.name).where(cursor.c.id == after).scalar_subquery()
+        statement = statement.where(
+            or_(
+                organizations.c.name > after_name,
+                and_(organizations.c.name == after_name, organizations.c.id > after),
+            )
+        )
+    rows = connection.execute(statement).all()
+    orgs = [OrgSummary(row[0], row[1], row[2], row[3]) for row in rows[:limit]]
+    more = len(rows) > limit
+    return OrgPage(orgs, orgs[-1].id if more and orgs else None)
+
+
+def _like_escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def name_starts_with(
+    connection: Connection, name: ColumnElement[str | None], prefix: str
+) -> ColumnElement[bool]:
+    """``lower(name)`` starts with ``prefix`` (already lowercased), as the ``lower(name)``
+    index can serve it on this connection's engine."""
+    lowered = func.lower(name)
+    condition: ColumnElement[bool] = lowered.like(_like_escaped(prefix) + "%", escape="\\")
+    if connection.dialect.name == "sqlite" and prefix:
+        # Every text that starts with the prefix sorts (bytewise) in [prefix, prefix + U+10FFFF).
+        condition = and_(condition, lowered >= prefix, lowered < prefix + "\U0010ffff")
+    return condition
+
+
+def orgs_named(
+    connection: Connection, text: str, *, only: UUID | None, prefix: bool, limit: int
+) -> list[OrgSummary]:
+    """Orgs whose name equals ``text`` (or, with ``prefix``, starts with it), ignoring case,
+    by (name, id); at most ``limit``. ``only`` restricts the search to one org."""
+    wanted = text.strip().lower()
+    lowered = func.lower(organizations.c.name)
+    statement = (
+        _summaries()
+        .where(
+            name_starts_with(connection, organizations.c.name, wanted)
+            if prefix
+            else lowered == wanted
+        )
+        .order_by(organizations.c.name, organizations.c.id)
+        .limit(limit)
+    )
+    if only is not None:
+        statement = statement.where(organizations.c.id == only)
+    return [OrgSummary(row[0], row[1], row[2], row[3]) for row in connection.execute(statement)]
+
+
+def read_org_summary(connection: Connection, org_id: UUID) -> OrgSummary | None:
+    """One org as the listing shows it, or None."""
+    row = connection.execute(_summaries().where(organizations.c.id == org_id)).first()
+    return None if row is None else OrgSummary(row[0], row[1], row[2], row[3])

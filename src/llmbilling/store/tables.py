@@ -17,6 +17,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    func,
+    text,
 )
 
 from llmbilling.core.modes import MODE_VALUES
@@ -57,6 +59,13 @@ organizations = Table(
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
     _row_version(),
+    # The org listing pages by (name, id); names are looked up ignoring case (store/orgs.py).
+    Index("ix_organizations_name_id", "name", "id"),
+    Index(
+        "ix_organizations_lower_name",
+        func.lower(text("name")).label("lower_name"),
+        postgresql_ops={"lower_name": "text_pattern_ops"},
+    ),
 )
 
 workspaces = Table(
@@ -72,8 +81,15 @@ workspaces = Table(
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
     _row_version(),
+    # NULL = the override does not expire; past it, the override no longer decides.
+    Column("override_expires_at", Timestamp, nullable=True),
     CheckConstraint(f"llm_billing_mode IN ({MODES_SQL})", name="llm_billing_mode"),
     Index(None, "org_id"),
+    Index(
+        "ix_workspaces_lower_name",
+        func.lower(text("name")).label("lower_name"),
+        postgresql_ops={"lower_name": "text_pattern_ops"},
+    ),
 )
 
 

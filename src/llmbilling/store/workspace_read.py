@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import Any
 from uuid import UUID
@@ -36,6 +37,7 @@ from sqlalchemy import (
     text,
 )
 
+from llmbilling.store.audit import as_utc
 from llmbilling.store.crypto import EncryptedValue, SecretScopeName
 from llmbilling.store.engine import named_parameter_dialect
 from llmbilling.store.loop_reader import LoopReader
@@ -80,6 +82,8 @@ class WorkspaceState:
     model_secrets: tuple[SealedSecret, ...]
     workspace_version: int
     org_version: int
+    override_expires_at: datetime | None = None
+    """When the override stops deciding (UTC), None when it does not expire."""
 
     @property
     def secret_names(self) -> frozenset[str]:
@@ -157,6 +161,7 @@ def _state_columns(dialect: str) -> list[ColumnElement[Any]]:
                 .scalar_subquery(),
             )
         ),
+        w.c.override_expires_at,
     ]
 
 
@@ -294,6 +299,7 @@ def _state(workspace_id: UUID, row: Sequence[Any]) -> WorkspaceState:
         org_names,
         ws_models,
         org_models,
+        expires_at,
     ) = row
     return WorkspaceState(
         workspace_id=workspace_id,
@@ -307,7 +313,16 @@ def _state(workspace_id: UUID, row: Sequence[Any]) -> WorkspaceState:
         model_secrets=unpack_model_secrets(ws_models, org_models),
         workspace_version=workspace_version,
         org_version=org_version,
+        override_expires_at=stored_timestamp(expires_at),
     )
+
+
+def stored_timestamp(raw: object) -> datetime | None:
+    """A raw timestamp column of the read statements, in UTC (SQLite's arrive as ISO text)."""
+    if raw is None:
+        return None
+    moment = raw if isinstance(raw, datetime) else datetime.fromisoformat(str(raw))
+    return as_utc(moment)
 
 
 def split_secret_names(aggregated: str | None) -> frozenset[str]:

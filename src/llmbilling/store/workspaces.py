@@ -12,6 +12,7 @@ from uuid import UUID
 
 from sqlalchemy import ColumnElement, Connection, Row, insert, select, update
 
+from llmbilling.store.audit import as_utc
 from llmbilling.store.engine import insert_unless_taken
 from llmbilling.store.tables import DEFAULT_RUNTIME as DEFAULT_RUNTIME
 from llmbilling.store.tables import organizations, workspaces
@@ -35,6 +36,8 @@ class LockedOverride:
 
     org_id: UUID
     override: str | None
+    expires_at: datetime | None
+    """The override's expiry, in UTC."""
 
 
 def insert_workspace(
@@ -75,11 +78,14 @@ def lock_override(connection: Connection, workspace_id: UUID) -> LockedOverride 
     """The workspace's org and override, the row locked for the caller's transaction
     (``FOR UPDATE`` on PostgreSQL); None when no workspace has this id."""
     row = connection.execute(
-        select(workspaces.c.org_id, workspaces.c.llm_billing_mode)
+        select(workspaces.c.org_id, workspaces.c.llm_billing_mode, workspaces.c.override_expires_at)
         .where(workspaces.c.id == workspace_id)
         .with_for_update()
     ).first()
-    return None if row is None else LockedOverride(row.org_id, row.llm_billing_mode)
+    if row is None:
+        return None
+    expires_at = None if row.override_expires_at is None else as_utc(row.override_expires_at)
+    return LockedOverride(row.org_id, row.llm_billing_mode, expires_at)
 
 
 def write_override(
@@ -87,10 +93,12 @@ def write_override(
     workspace_id: UUID,
     override: str | None,
     *,
+    expires_at: datetime | None,
     updated_at: datetime,
     expected_versions: tuple[int, int] | None,
 ) -> bool:
-    """Store the override and bump the workspace's ``row_version``. With
+    """Store the override and its expiry (None: it does not expire) and bump the workspace's
+    ``row_version``. With
     ``expected_versions`` (workspace row version, org row version) only if both rows are
     still at them, checked in the UPDATE's WHERE (compare-and-set). True when written."""
     expected: list[ColumnElement[bool]] = []
@@ -110,6 +118,7 @@ def write_override(
         .where(workspaces.c.id == workspace_id, *expected)
         .values(
             llm_billing_mode=override,
+            override_expires_at=expires_at,
             updated_at=updated_at,
             row_version=workspaces.c.row_version + 1,
         )

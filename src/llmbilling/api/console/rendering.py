@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 import jinja2
+from markupsafe import Markup
 from starlette.responses import HTMLResponse, Response
 
 _API_DIR = Path(__file__).resolve().parent.parent
@@ -16,7 +17,10 @@ TEMPLATES_DIR = _API_DIR / "templates"
 STATIC_DIR = _API_DIR / "static"
 
 # Served by name only: a fixed list, so no request path ever reaches the file system.
-STATIC_FILES: dict[str, str] = {"console.css": "text/css; charset=utf-8"}
+STATIC_FILES: dict[str, str] = {
+    "console.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
 
 # No inline script or style anywhere, so the policy can forbid both; forms post only to us.
 SECURITY_HEADERS: dict[str, str] = {
@@ -34,13 +38,23 @@ def _short_id(value: UUID | str | None) -> str:
     return "" if value is None else str(value)[:8]
 
 
-def _timestamp(value: datetime | None) -> str:
+def _timestamp(value: datetime | None) -> Markup:
+    """Every timestamp on every page: UTC, said so, with the ISO 8601 instant (offset
+    included) in a ``<time>`` element for machines and copy-paste."""
     if value is None:
-        return ""
+        return Markup("")
     if value.tzinfo is None:
         # SQLite hands back naive datetimes; they were written in UTC.
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    instant = value.astimezone(UTC).replace(microsecond=0)
+    return Markup('<time datetime="{}">{} UTC</time>').format(
+        instant.isoformat(), instant.strftime("%Y-%m-%d %H:%M:%S")
+    )
+
+
+def _thousands(value: int | None) -> str:
+    """Every count on every page, with the same separator: 12,345."""
+    return "" if value is None else f"{value:,}"
 
 
 @cache
@@ -54,6 +68,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["short_id"] = _short_id
     env.filters["timestamp"] = _timestamp
+    env.filters["thousands"] = _thousands
     return env
 
 

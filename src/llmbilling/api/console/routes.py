@@ -37,10 +37,10 @@ from llmbilling.api.console.session import (
     session_secret,
     set_session_cookie,
 )
-from llmbilling.api.etags import IfMatch, decision_etag
+from llmbilling.api.etags import IfMatch, decision_etag, org_etag
 from llmbilling.core.modes import MODE_VALUES, BillingMode, DecisionSource
-from llmbilling.errors import InvalidInputError, StoreUnavailableError
-from llmbilling.service import admin, audit, console, console_sessions
+from llmbilling.errors import InvalidInputError, PreconditionFailedError, StoreUnavailableError
+from llmbilling.service import admin, audit, console, console_sessions, orgs
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.resolve import DecisionVersion, read_decision
@@ -49,10 +49,24 @@ FLEET_PAGE_SIZE = 50
 AUDIT_PAGE_SIZE = 50
 WORKSPACE_AUDIT_SIZE = 20
 ORG_PAGE_SIZE = 50
+SEARCH_LIMIT = 20
 SOURCE_VALUES: tuple[str, ...] = tuple(source.value for source in DecisionSource)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
+# Outside /console: a browser that opens the bare host lands on the console, and finds its
+# icon where browsers look without being told. The JSON API has no route at either path.
+root_router = APIRouter(include_in_schema=False)
+
+
+@root_router.get("/")
+def root() -> Response:
+    return RedirectResponse("/console/", status_code=307)
+
+
+@root_router.get("/favicon.ico")
+def favicon() -> Response:
+    return RedirectResponse("/console/static/favicon.svg", status_code=308)
 
 
 def _audit_context(request: Request, principal: Principal) -> AuditContext:
@@ -170,18 +184,9 @@ def _login_page(
 
 @router.get("/")
 def home(context: Context, principal: SignedIn, after: str = "") -> Response:
-    cursor: tuple[str, UUID] | None = None
-    if after:
-        parts = views.decode_cursor(after, 2)
-        if parts is None:
-            raise InvalidInputError("after", "not a page cursor")
-        cursor = (parts[0], _parse_id(parts[1]))
-    page = console.org_page(context, only=principal.org_id, after=cursor, limit=ORG_PAGE_SIZE)
-    next_cursor = (
-        None
-        if page.next_after is None
-        else views.encode_cursor([page.next_after[0], str(page.next_after[1])])
-    )
+    cursor = _page_cursor(after) if after else None
+    page = orgs.list_orgs(context, only=principal.org_id, after=cursor, limit=ORG_PAGE_SIZE)
+    next_cursor = None if page.next_after is None else str(page.next_after)
     return render(
         "console_orgs.html",
         principal=principal,
@@ -193,6 +198,13 @@ def home(context: Context, principal: SignedIn, after: str = "") -> Response:
     )
 
 
+def _page_cursor(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise InvalidInputError("after", "is not a page cursor") from None
+
+
 @router.get("/orgs/{org_id}")
 def fleet(
     context: Context,
@@ -200,6 +212,7 @@ def fleet(
     org_id: str,
     mode: str = "",
     source: str = "",
+    provisioning: str = "",
     after: str = "",
 ) -> Response:
     parsed = _parse_id(org_id)
@@ -209,6 +222,8 @@ def fleet(
     filters = {
         "mode": _choice("mode", mode, MODE_VALUES) or "",
         "source": _choice("source", source, SOURCE_VALUES) or "",
+        "provisioning": _choice("provisioning", provisioning, admin.PROVISIONING_FILTER_VALUES)
+        or "",
     }
     # One beyond the page tells whether there is a next one.
     found = admin.list_workspaces(
@@ -216,6 +231,7 @@ def fleet(
         org_id=parsed,
         mode=filters["mode"] or None,
         source=filters["source"] or None,
+        provisioning=filters["provisioning"] or None,
         after=_parse_id(after) if after else None,
         limit=FLEET_PAGE_SIZE + 1,
     )
@@ -239,12 +255,194 @@ def fleet(
         ],
         modes=MODE_VALUES,
         sources=SOURCE_VALUES,
+        provisioning_filters=admin.PROVISIONING_FILTER_VALUES,
         filters=filters,
         filtered=any(filters.values()),
         first_page=not after,
         first_url=f"/console/orgs/{parsed}?{urlencode(filters)}",
         next_url=next_url,
+        can_edit_default=principal.can_write(parsed),
     )
+
+
+@router.get("/search")
+def search(context: Context, principal: SignedIn, q: str = "") -> Response:
+    text = q.strip()[:200]
+    found = orgs.search(context, text, only=principal.org_id, limit=SEARCH_LIMIT)
+    if found.exact is not None:
+        kind = "orgs" if found.exact.kind == "org" else "workspaces"
+        return RedirectResponse(f"/console/{kind}/{found.exact.id}", status_code=303)
+    return render(
+        "console_search.html",
+        principal=principal,
+        search_text=text,
+        is_id=_is_uuid(text),
+        orgs=found.orgs,
+        workspaces=found.workspaces,
+        limit=SEARCH_LIMIT,
+    )
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+# --- the org default: set, change, clear, each through a confirmation bound to the version ---
+
+
+def _readable_org(context: ServiceContext, principal: Principal, org_id: str) -> admin.OrgView:
+    parsed = _parse_id(org_id)
+    if not principal.can_read(parsed):
+        raise PageNotFoundError
+    return admin.get_org(context, parsed)
+
+
+def _writable_org(context: ServiceContext, principal: Principal, org_id: str) -> admin.OrgView:
+    org = _readable_org(context, principal, org_id)
+    if not principal.can_write(org.id):
+        raise WriteForbiddenError
+    return org
+
+
+def _default_words(context: ServiceContext, raw: str | None) -> str:
+    return views.org_default_words(raw, context.deployment.org_default)
+
+
+@router.get("/orgs/{org_id}/default")
+def org_default_page(
+    context: Context,
+    principal: SignedIn,
+    org_id: str,
+    changed: str = "",
+    request_id: Annotated[str, Query(alias="request")] = "",
+) -> Response:
+    org = _readable_org(context, principal, org_id)
+    notice = {
+        "org_default_set": "Org default set.",
+        "org_default_cleared": "Org default cleared.",
+        "org_default_unchanged": "The org default already was that: nothing changed.",
+    }.get(changed)
+    return render(
+        "console_org_default.html",
+        principal=principal,
+        org=org,
+        org_default=_default_words(context, org.billing_mode_default_raw),
+        can_write=principal.can_write(org.id),
+        modes=MODE_VALUES,
+        reason_max=admin.MAX_REASON_LENGTH,
+        notice=notice,
+        notice_request=request_id if notice and _REQUEST_ID.match(request_id) else None,
+    )
+
+
+@router.get("/orgs/{org_id}/default/set")
+def confirm_set_org_default(
+    context: Context, principal: SignedIn, org_id: str, mode: str = "", reason: str = ""
+) -> Response:
+    org = _writable_org(context, principal, org_id)
+    new_mode = admin.parse_override(mode)
+    return _confirm_org_default_page(context, principal, org, new_mode, reason)
+
+
+@router.get("/orgs/{org_id}/default/clear")
+def confirm_clear_org_default(
+    context: Context, principal: SignedIn, org_id: str, reason: str = ""
+) -> Response:
+    org = _writable_org(context, principal, org_id)
+    return _confirm_org_default_page(context, principal, org, None, reason)
+
+
+def _confirm_org_default_page(
+    context: ServiceContext,
+    principal: Principal,
+    org: admin.OrgView,
+    new_mode: BillingMode | None,
+    reason: str,
+) -> Response:
+    return render(
+        "console_org_default_confirm.html",
+        principal=principal,
+        org=org,
+        new_mode=None if new_mode is None else new_mode.value,
+        now_words=_default_words(context, org.billing_mode_default_raw),
+        after_words=_default_words(context, None if new_mode is None else new_mode.value),
+        # The write happens only if the org is still at the version this page showed.
+        version=org_etag(org.row_version),
+        # Checked now, so a reason the write would refuse is refused before the confirmation.
+        reason=admin.parse_reason(reason) or "",
+    )
+
+
+@router.post("/orgs/{org_id}/default/set", dependencies=[SameOrigin])
+def set_org_default(
+    request: Request,
+    context: Context,
+    principal: SignedIn,
+    org_id: str,
+    mode: Annotated[str, Form()],
+    version: Annotated[str, Form()],
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    org = _writable_org(context, principal, org_id)
+    new_mode = admin.parse_override(mode)
+    return _write_org_default(request, context, principal, org, new_mode, version, reason)
+
+
+@router.post("/orgs/{org_id}/default/clear", dependencies=[SameOrigin])
+def clear_org_default(
+    request: Request,
+    context: Context,
+    principal: SignedIn,
+    org_id: str,
+    version: Annotated[str, Form()],
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    org = _writable_org(context, principal, org_id)
+    return _write_org_default(request, context, principal, org, None, version, reason)
+
+
+def _write_org_default(
+    request: Request,
+    context: ServiceContext,
+    principal: Principal,
+    org: admin.OrgView,
+    new_mode: BillingMode | None,
+    version: str,
+    reason: str,
+) -> Response:
+    seen = IfMatch((version.strip(),)).org_versions()
+    if len(seen) != 1:
+        raise InvalidInputError("version", "is not a version this console issued")
+    who = _audit_context(request, principal)
+    try:
+        written = admin.set_org_default(
+            context,
+            org.id,
+            None if new_mode is None else new_mode.value,
+            audit_context=who,
+            expected_versions=seen,
+            reason=reason,
+        )
+    except PreconditionFailedError:
+        now = admin.get_org(context, org.id)
+        return render(
+            "console_org_default_stale.html",
+            status_code=409,
+            principal=principal,
+            org=now,
+            org_default=_default_words(context, now.billing_mode_default_raw),
+        )
+    if written.row_version == seen[0]:
+        # Stored what was already stored: not a change, so not audited (service/admin.py).
+        changed = "org_default_unchanged"
+    else:
+        changed = "org_default_set" if new_mode is not None else "org_default_cleared"
+    query = urlencode({"changed": changed, "request": who.request_id})
+    return RedirectResponse(f"/console/orgs/{org.id}/default?{query}", status_code=303)
 
 
 @router.get("/workspaces/{workspace_id}")
@@ -256,7 +454,9 @@ def workspace_page(
     request_id: Annotated[str, Query(alias="request")] = "",
 ) -> Response:
     workspace = _readable_workspace(context, principal, workspace_id)
-    decision = read_decision(context, workspace.id).decision
+    stored = read_decision(context, workspace.id)
+    decision = stored.decision
+    inputs = None if stored.state is None else console.workspace_inputs(context, stored.state)
     org = admin.get_org(context, workspace.org_id)
     last = console.last_provisions(context, [workspace.id]).get(workspace.id)
     trail = audit.list_entries(context, workspace_id=workspace.id, limit=WORKSPACE_AUDIT_SIZE)
@@ -270,6 +470,8 @@ def workspace_page(
         workspace=workspace,
         org=org,
         decision=decision,
+        inputs=inputs,
+        override_expires_at=None if stored.state is None else stored.state.override_expires_at,
         ladder=views.ladder(decision),
         source_labels=views.SOURCE_LABELS,
         last_provision=last,
@@ -300,6 +502,8 @@ def set_override(
     workspace_id: str,
     mode: Annotated[str, Form()],
     version: Annotated[str, Form()],
+    reason: Annotated[str, Form()] = "",
+    expires_at: Annotated[str, Form()] = "",
 ) -> Response:
     workspace = _writable_workspace(context, principal, workspace_id)
     who = _audit_context(request, principal)
@@ -309,6 +513,8 @@ def set_override(
         mode,
         audit_context=who,
         expected_versions=(_seen_version(version),),
+        reason=reason or None,
+        expires_at=expires_at.strip() or None,
     )
     return _back_to_workspace(workspace.id, "override_set", who.request_id)
 
@@ -326,6 +532,7 @@ def clear_override(
     principal: SignedIn,
     workspace_id: str,
     version: Annotated[str, Form()],
+    reason: Annotated[str, Form()] = "",
 ) -> Response:
     workspace = _writable_workspace(context, principal, workspace_id)
     who = _audit_context(request, principal)
@@ -335,6 +542,7 @@ def clear_override(
         None,
         audit_context=who,
         expected_versions=(_seen_version(version),),
+        reason=reason or None,
     )
     return _back_to_workspace(workspace.id, "override_cleared", who.request_id)
 
@@ -354,6 +562,7 @@ def _confirm_page(
         "console_confirm.html",
         principal=principal,
         workspace=workspace,
+        org=admin.get_org(context, workspace.org_id),
         new_mode=None if new_mode is None else new_mode.value,
         current=current.decision,
         # The write happens only if the decision is still the one this page showed.

@@ -6,10 +6,8 @@ into labelled, ordered rows.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,25 +128,3 @@ def _value_words(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, sort_keys=True)
-
-
-def encode_cursor(parts: Sequence[str]) -> str:
-    """An opaque, URL-safe page cursor."""
-    text = json.dumps(list(parts), separators=(",", ":"))
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, length: int) -> list[str] | None:
-    """The parts of a cursor made by :func:`encode_cursor`, or None when it is not one."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, binascii.Error):
-        return None
-    if (
-        not isinstance(parts, list)
-        or len(parts) != length
-        or not all(isinstance(part, str) for part in parts)
-    ):
-        return None
-    return parts

@@ -3,6 +3,9 @@
 Starting a what-if needs write access to its org (the whole fleet: an admin token), like the
 JSON API; reading a job needs read access to its org. A running job's page refreshes itself
 with a ``<meta http-equiv="refresh">``: the console has no scripts.
+
+A report's sample links open one workspace decided now under the job's current and proposed
+configuration, both traces side by side; they need read access to that workspace too.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from markupsafe import Markup
 from starlette.responses import RedirectResponse, Response
 
 from llmbilling.api.auth import Principal, Scope
+from llmbilling.api.console import views
 from llmbilling.api.console.guard import (
     ConsoleRoute,
     Context,
@@ -29,12 +33,27 @@ from llmbilling.api.routes.whatif import jobs_of
 from llmbilling.config.yaml_documents import parse_yaml_mapping
 from llmbilling.core.policy import compile_policy
 from llmbilling.core.registry import compile_registry
-from llmbilling.errors import DocumentError, PolicyError, RegistryError
+from llmbilling.core.whatif import DangerClass
+from llmbilling.errors import (
+    DocumentError,
+    InvalidInputError,
+    PolicyError,
+    RegistryError,
+    WorkspaceNotFoundError,
+)
 from llmbilling.service import admin
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.whatif import proposed_configuration
 from llmbilling.service.whatif_jobs import JobState, WhatIfJob
-from llmbilling.service.whatif_report import render_html, transition_chart
+from llmbilling.service.whatif_report import (
+    ORGS_SHOWN,
+    DocumentDiff,
+    diff_line_class,
+    render_html,
+    report_document,
+    transition_chart,
+    worst_orgs,
+)
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
 
@@ -168,11 +187,23 @@ def _pasted(text: str, source: str, error_type: type[DocumentError]) -> dict[str
     return parse_yaml_mapping(text, source, error_type)
 
 
+def _report_document(request: Request, job: WhatIfJob) -> dict[str, Any] | None:
+    jobs = jobs_of(request)
+    report, proposal = jobs.report(job.id), jobs.proposal(job.id)
+    return None if report is None or proposal is None else report_document(report, proposal)
+
+
+def _diff_lines(diff: DocumentDiff) -> list[tuple[str, str]]:
+    """A diff's lines, each with its CSS class (see :func:`diff_line_class`)."""
+    return [(diff_line_class(line), line) for line in diff.diff.splitlines()]
+
+
 @router.get("/whatif/{job_id}")
 def whatif_job(request: Request, principal: SignedIn, job_id: str) -> Response:
     job = _readable_job(request, principal, job_id)
-    report = jobs_of(request).report(job.id)
-    document = None if report is None else report.to_document()
+    document = _report_document(request, job)
+    proposal = jobs_of(request).proposal(job.id)
+    orgs, more_orgs = ([], 0) if document is None else worst_orgs(document, ORGS_SHOWN)
     return render(
         "console_whatif_job.html",
         principal=principal,
@@ -180,6 +211,40 @@ def whatif_job(request: Request, principal: SignedIn, job_id: str) -> Response:
         running=job.state in (JobState.QUEUED, JobState.RUNNING),
         document=document,
         chart=None if document is None else Markup(transition_chart(document["mode_transitions"])),
+        diffs=[]
+        if proposal is None
+        else [(diff, _diff_lines(diff)) for diff in proposal.documents],
+        danger_names=[danger.value for danger in DangerClass],
+        orgs=orgs,
+        more_orgs=more_orgs,
+    )
+
+
+@router.get("/whatif/{job_id}/samples/{workspace_id}")
+def whatif_sample(
+    request: Request, principal: SignedIn, job_id: str, workspace_id: str
+) -> Response:
+    """One workspace decided now under the job's current and proposed configuration."""
+    job = _readable_job(request, principal, job_id)
+    try:
+        sample = jobs_of(request).sample(job.id, workspace_id)
+    except (InvalidInputError, WorkspaceNotFoundError):
+        raise PageNotFoundError from None
+    if sample is None or not principal.can_read(sample.org_id):
+        raise PageNotFoundError
+    sides = [
+        (label, decision, views.ladder(decision))
+        for label, decision in (("Current", sample.current), ("Proposed", sample.proposed))
+    ]
+    return render(
+        "console_whatif_sample.html",
+        principal=principal,
+        job=job,
+        sample=sample,
+        sides=sides,
+        source_labels=views.SOURCE_LABELS,
+        changed=(sample.current.mode, sample.current.source)
+        != (sample.proposed.mode, sample.proposed.source),
     )
 
 
@@ -187,10 +252,10 @@ def whatif_job(request: Request, principal: SignedIn, job_id: str) -> Response:
 def whatif_report_page(request: Request, principal: SignedIn, job_id: str) -> Response:
     """The self-contained report page, as ``llmbilling whatif --out`` writes it."""
     job = _readable_job(request, principal, job_id)
-    report = jobs_of(request).report(job.id)
-    if report is None:
+    document = _report_document(request, job)
+    if document is None:
         raise PageNotFoundError
-    response = Response(render_html(report.to_document()), media_type="text/html")
+    response = Response(render_html(document), media_type="text/html")
     response.headers["Content-Security-Policy"] = REPORT_PAGE_POLICY
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -9,6 +9,7 @@ from llmbilling.api.routes import (
     health,
     org_defaults,
     org_workspaces,
+    orgs,
     provision_env,
     whatif,
     workspace_billing,
@@ -16,6 +17,7 @@ from llmbilling.api.routes import (
 
 ROUTERS: tuple[APIRouter, ...] = (
     workspace_billing.router,
+    orgs.router,
     org_defaults.router,
     org_workspaces.router,
     provision_env.router,

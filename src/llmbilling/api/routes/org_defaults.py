@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from llmbilling.api.access import require, require_readable_org
 from llmbilling.api.dependencies import Audit, Caller, Context
-from llmbilling.api.etags import accepted_org_versions, org_etag
+from llmbilling.api.etags import accepted_org_versions, none_match, org_etag
 from llmbilling.api.links import ORG_DEFAULT_READ_LINKS, ORG_DEFAULT_WRITE_LINKS
 from llmbilling.api.problems import problem_responses
 from llmbilling.api.schemas import OrgDefault, SetOrgDefault
@@ -28,6 +28,13 @@ IfMatchHeader = Annotated[
         description="The ETag of the org default you read: the write happens only if current.",
     ),
 ]
+IfNoneMatchHeader = Annotated[
+    str | None,
+    Header(
+        alias="If-None-Match",
+        description="ETags you hold: 304 Not Modified when one is current (weak comparison).",
+    ),
+]
 _ETAG_HEADER: dict[str, Any] = {
     "ETag": {"description": "Changes with every write of the org.", "schema": {"type": "string"}}
 }
@@ -39,12 +46,19 @@ _ETAG_HEADER: dict[str, Any] = {
     response_model=OrgDefault,
     responses={
         200: {"headers": _ETAG_HEADER, "links": ORG_DEFAULT_READ_LINKS},
+        304: {"description": "If-None-Match named the current ETag.", "headers": _ETAG_HEADER},
         **problem_responses(400, 401, 404, 500, 503),
     },
 )
-def get_org_default(org_id: OrgId, context: Context, caller: Caller) -> Response:
+def get_org_default(
+    org_id: OrgId, context: Context, caller: Caller, if_none_match: IfNoneMatchHeader = None
+) -> Response:
     require_readable_org(caller, org_id)
-    return _org_default_response(admin.get_org(context, org_id))
+    org = admin.get_org(context, org_id)
+    etag = org_etag(org.row_version)
+    if none_match(if_none_match, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    return _org_default_response(org)
 
 
 @router.put(
@@ -72,6 +86,7 @@ def set_org_default(
         body.mode,
         audit_context=audit,
         expected_versions=accepted_org_versions(if_match),
+        reason=body.reason,
     )
     return _org_default_response(org)
 

@@ -15,7 +15,7 @@ from llmbilling.api.problems import problem_responses
 from llmbilling.api.schemas import WorkspacePage
 from llmbilling.core.modes import MODE_VALUES
 from llmbilling.service import admin
-from llmbilling.service.admin import SOURCE_VALUES
+from llmbilling.service.admin import PROVISIONING_FILTER_VALUES, SOURCE_VALUES
 
 router = APIRouter(prefix="/v1/orgs", tags=["orgs"])
 MAX_PAGE_SIZE = 500
@@ -49,6 +49,14 @@ def list_org_workspaces(
             json_schema_extra={"enum": list(SOURCE_VALUES)},
         ),
     ] = None,
+    provisioning: Annotated[
+        str | None,
+        Query(
+            description="Only workspaces whose provisioning verdict is this: `ok`, `failing`"
+            " (any other verdict) or one code.",
+            json_schema_extra={"enum": list(PROVISIONING_FILTER_VALUES)},
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = 100,
     cursor: Annotated[
         UUID | None, Query(description="`next_cursor` of the previous page (opaque).")
@@ -61,6 +69,7 @@ def list_org_workspaces(
         org_id=org_id,
         mode=mode,
         source=source,
+        provisioning=provisioning,
         after=cursor,
         limit=limit + 1,
     )

@@ -2,17 +2,26 @@
 
 A what-if is a background job (see :mod:`llmbilling.service.whatif_jobs`): ``POST`` starts it
 and answers 202 with its id; ``GET /v1/whatif/{id}`` shows progress and, once done, the
-report. Starting one needs write access (an ``org_admin`` for one org, ``admin`` for the
-whole fleet); reading one needs read access to its org (the whole fleet's: ``admin``).
+report; ``GET /v1/whatif`` lists the jobs the caller may read (this replica's: jobs live in
+the memory of the process that ran them). Starting one needs write access (an ``org_admin``
+for one org, ``admin`` for the whole fleet); reading one needs read access to its org (the
+whole fleet's: ``admin``).
+
+A proposal is JSON or YAML (``Content-Type: application/yaml``): the same document either way,
+YAML read within the document bounds (no anchors, aliases or tags; depth and node caps).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
+from email.message import Message
 from typing import Annotated, Any, TypeVar, cast
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
 from llmbilling.api.access import require, require_readable_org
@@ -20,21 +29,103 @@ from llmbilling.api.auth import Principal, Scope
 from llmbilling.api.dependencies import Audit, Caller, Context
 from llmbilling.api.links import WHATIF_JOB_LINKS, WHATIF_STARTED_LINKS
 from llmbilling.api.problems import problem_responses
-from llmbilling.api.schemas import WhatIfJob, WhatIfRequest
+from llmbilling.api.schemas import WhatIfJob, WhatIfJobList, WhatIfRequest
+from llmbilling.config.yaml_documents import parse_yaml_mapping
 from llmbilling.core.policy import compile_policy
 from llmbilling.core.registry import compile_registry
-from llmbilling.errors import DocumentError, ProposalInvalidError, WhatIfJobNotFoundError
+from llmbilling.errors import (
+    DocumentError,
+    InvalidInputError,
+    ProposalInvalidError,
+    WhatIfJobNotFoundError,
+)
 from llmbilling.service import admin
 from llmbilling.service.whatif import proposed_configuration
 from llmbilling.service.whatif_jobs import WhatIfJob as Job
 from llmbilling.service.whatif_jobs import WhatIfJobs
+from llmbilling.service.whatif_report import report_document
 
 router = APIRouter(prefix="/v1/whatif", tags=["what-if"])
 Compiled = TypeVar("Compiled")
 
 
+JSON_MEDIA_TYPE = "application/json"
+YAML_MEDIA_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+PROPOSAL_MEDIA_TYPES = (JSON_MEDIA_TYPE, *YAML_MEDIA_TYPES)
+
+
 def jobs_of(request: Request) -> WhatIfJobs:
     return cast(WhatIfJobs, request.app.state.whatif_jobs)
+
+
+async def proposal_body(request: Request) -> WhatIfRequest:
+    """The body as a :class:`WhatIfRequest`, from JSON (the default when no ``Content-Type``
+    is given) or YAML. Another media type is a 400 naming ``Content-Type`` and the allowed
+    ones; YAML outside the document bounds a 422 ``PROPOSAL_INVALID`` naming ``body``."""
+    media_type = _media_type(request.headers.get("content-type"))
+    data = await request.body()
+    if media_type in YAML_MEDIA_TYPES:
+        document = _yaml_body(data)
+    elif media_type is None or media_type == JSON_MEDIA_TYPE or media_type.endswith("+json"):
+        try:
+            document = json.loads(data)
+        except (ValueError, RecursionError):
+            # RecursionError: nested deeper than the JSON parser goes (far past the bounds).
+            raise InvalidInputError("body", "is not valid JSON") from None
+    else:
+        raise InvalidInputError(
+            "Content-Type", f"{media_type!r} is not a proposal's media type", PROPOSAL_MEDIA_TYPES
+        )
+    try:
+        return WhatIfRequest.model_validate(document)
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**problem, "loc": ("body", *problem["loc"])} for problem in error.errors()]
+        ) from None
+
+
+def _media_type(header: str | None) -> str | None:
+    if not header:
+        return None
+    message = Message()
+    message["content-type"] = header
+    return message.get_content_type()
+
+
+def _yaml_body(data: bytes) -> Any:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInputError("body", "is not UTF-8 YAML") from None
+    try:
+        return parse_yaml_mapping(text, "request body", DocumentError)
+    except DocumentError as error:
+        where = f"{error.path}: " if error.path else ""
+        raise ProposalInvalidError("body", f"{where}{error.problem}") from None
+
+
+_PROPOSAL_SCHEMA = WhatIfRequest.model_json_schema()
+_PROPOSAL_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The proposal as JSON, or as the same document in YAML"
+        " (`Content-Type: application/yaml`; no anchors, aliases or tags).",
+        "content": {
+            media_type: {"schema": _PROPOSAL_SCHEMA} for media_type in PROPOSAL_MEDIA_TYPES
+        },
+    }
+}
+
+
+@router.get(
+    "",
+    summary="The what-if jobs this token may read, newest first (this replica's)",
+    response_model=WhatIfJobList,
+    responses=problem_responses(401, 500),
+)
+def list_whatif(request: Request, caller: Caller) -> Response:
+    jobs = [job for job in jobs_of(request).jobs() if _readable(caller, job)]
+    return JSONResponse({"jobs": [job_summary(job) for job in jobs]})
 
 
 @router.post(
@@ -46,9 +137,14 @@ def jobs_of(request: Request) -> WhatIfJobs:
         202: {"links": WHATIF_STARTED_LINKS},
         **problem_responses(400, 401, 403, 404, 422, 429, 500, 503),
     },
+    openapi_extra=_PROPOSAL_BODY,
 )
 def start_whatif(
-    body: WhatIfRequest, request: Request, context: Context, caller: Caller, audit: Audit
+    body: Annotated[WhatIfRequest, Depends(proposal_body)],
+    request: Request,
+    context: Context,
+    caller: Caller,
+    audit: Audit,
 ) -> Response:
     if body.org_id is None:
         require(caller.scope is Scope.ADMIN, "a what-if of the whole fleet")
@@ -89,8 +185,18 @@ def get_whatif(
 
 
 def job_document(job: Job, jobs: WhatIfJobs | None) -> dict[str, Any]:
-    """The wire shape of a job; with ``jobs``, its report once there is one."""
+    """The wire shape of a job; with ``jobs``, its report (with the proposal's documents and
+    diffs) once there is one."""
     report = None if jobs is None else jobs.report(job.id)
+    proposal = None if jobs is None else jobs.proposal(job.id)
+    return {
+        **job_summary(job),
+        "report": None if report is None or proposal is None else report_document(report, proposal),
+    }
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    """A job without its report, as ``GET /v1/whatif`` lists it."""
     return {
         "id": str(job.id),
         "state": job.state.value,
@@ -102,7 +208,6 @@ def job_document(job: Job, jobs: WhatIfJobs | None) -> dict[str, Any]:
         "error": None
         if job.error_code is None
         else {"code": job.error_code, "message": job.error_message or ""},
-        "report": None if report is None else report.to_document(),
     }
 
 

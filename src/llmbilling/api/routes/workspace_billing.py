@@ -6,6 +6,7 @@ error, and no ``ETag`` (nothing stored was read). Writes honour ``If-Match``.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -23,7 +24,7 @@ from llmbilling.api.dependencies import (
     context_of,
     metrics_of,
 )
-from llmbilling.api.etags import accepted_decision_versions, decision_etag
+from llmbilling.api.etags import accepted_decision_versions, decision_etag, none_match
 from llmbilling.api.links import DECISION_READ_LINKS, DECISION_WRITE_LINKS
 from llmbilling.api.observability import Metrics
 from llmbilling.api.problems import problem_responses
@@ -56,6 +57,13 @@ _ETAG_HEADER: dict[str, Any] = {
         "schema": {"type": "string"},
     }
 }
+IfNoneMatchHeader = Annotated[
+    str | None,
+    Header(
+        alias="If-None-Match",
+        description="ETags you hold: 304 Not Modified when one is current (weak comparison).",
+    ),
+]
 _WRITE_RESPONSES = problem_responses(400, 401, 403, 404, 412, 500, 503)
 
 
@@ -65,11 +73,15 @@ _WRITE_RESPONSES = problem_responses(400, 401, 403, 404, 412, 500, 503)
     response_model=Decision,
     responses={
         200: {"headers": _ETAG_HEADER, "links": DECISION_READ_LINKS},
+        304: {"description": "If-None-Match named the current ETag.", "headers": _ETAG_HEADER},
         **problem_responses(400, 401, 404, 500, 503),
     },
 )
 async def get_decision(
-    workspace_id: WorkspaceId, caller: DecisionCaller, request: Request
+    workspace_id: WorkspaceId,
+    caller: DecisionCaller,
+    request: Request,
+    if_none_match: IfNoneMatchHeader = None,
 ) -> Response:
     # The hottest route: on the event loop (the reader needs no thread, the rest is CPU work),
     # taking what it needs from the request rather than through three more dependencies.
@@ -79,7 +91,7 @@ async def get_decision(
     # fallback answer is the same for every id.
     if stored.org_id is not None and not caller.can_read(stored.org_id):
         raise WorkspaceNotFoundError(workspace_id)
-    return _decision_response(stored, metrics_of(request))
+    return _decision_response(stored, metrics_of(request), if_none_match)
 
 
 @router.put(
@@ -97,7 +109,17 @@ def set_override(
     metrics: AppMetrics,
     if_match: IfMatchHeader = None,
 ) -> Response:
-    return _write_override(context, caller, audit, metrics, workspace_id, body.mode, if_match)
+    return _write_override(
+        context,
+        caller,
+        audit,
+        metrics,
+        workspace_id,
+        body.mode,
+        if_match,
+        reason=body.reason,
+        expires_at=body.expires_at,
+    )
 
 
 @router.delete(
@@ -125,6 +147,9 @@ def _write_override(
     workspace_id: UUID,
     mode: str | None,
     if_match: str | None,
+    *,
+    reason: str | None = None,
+    expires_at: datetime | None = None,
 ) -> Response:
     def authorize(org_id: UUID) -> None:
         # Applied by the write, under the row lock, to the workspace's org.
@@ -139,14 +164,21 @@ def _write_override(
         audit_context=audit,
         expected_versions=accepted_decision_versions(if_match),
         authorize=authorize,
+        reason=reason,
+        expires_at=expires_at,
     )
     return _decision_response(written, metrics)
 
 
-def _decision_response(stored: StoredDecision, metrics: Metrics) -> Response:
+def _decision_response(
+    stored: StoredDecision, metrics: Metrics, if_none_match: str | None = None
+) -> Response:
     metrics.count_decision(stored.decision)
     body = stored.decision.to_json()
-    headers = {}
-    if stored.state is not None:
-        headers["ETag"] = decision_etag(DecisionVersion.of_record(stored.state, body))
-    return Response(body, media_type="application/json", headers=headers)
+    if stored.state is None:
+        # Nothing stored was read: no tag, so no condition can hold.
+        return Response(body, media_type="application/json")
+    etag = decision_etag(DecisionVersion.of_record(stored.state, body))
+    if none_match(if_none_match, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(body, media_type="application/json", headers={"ETag": etag})
