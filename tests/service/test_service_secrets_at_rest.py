@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from tests.store.db_fixtures import stored_workspace
 
+from llmbilling.errors import InvalidInputError
 from llmbilling.service import secrets
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.provision import provision_workspace
@@ -99,3 +100,18 @@ def test_a_model_kept_as_a_secret_is_listed_as_configuration_with_its_value(
     assert listed["MOLECULE_MODEL"]["value"] == "claude-sonnet-4-6"
     assert "value" not in listed["ANTHROPIC_API_KEY"]
     assert sentinel not in str(listed)
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t\n", "\u00a0"], ids=repr)
+@pytest.mark.parametrize("scope", ["org", "workspace"])
+def test_a_blank_secret_value_is_refused_and_nothing_is_stored(
+    context: ServiceContext, scope: str, blank: str
+) -> None:
+    org_id, workspace_id = stored_workspace(context, model="claude-opus-4-7")
+    owner = org_id if scope == "org" else workspace_id
+
+    with pytest.raises(InvalidInputError) as refused:
+        secrets.set_secret(context, scope, owner, "ANTHROPIC_API_KEY", blank)  # type: ignore[arg-type]
+
+    assert refused.value.field == "value"
+    assert secrets.list_secrets(context, scope, owner) == []  # type: ignore[arg-type]

@@ -84,12 +84,20 @@ def set_secret(
     """Store (or replace) a secret, sealed under the newest key.
 
     ``MOLECULE_LLM_*`` names belong to the platform and are refused: provisioning would strip
-    them anyway, so accepting one would only mislead.
+    them anyway, so accepting one would only mislead. A blank value (empty or white space) of
+    any other secret than the :data:`MODEL_NAMES` is refused too: provisioning treats it as
+    absent, while the provisioning verdict of every decision, judged by names alone, would
+    count it present.
     """
     owner = parse_id(f"{scope}_id", owner_id)
     check_env_name("name", name)
     if name.startswith(PLATFORM_ENV_PREFIX):
         raise InvalidInputError("name", f"{PLATFORM_ENV_PREFIX}* names belong to the platform")
+    if not value.strip() and name not in MODEL_NAMES:
+        # A blank model is meaningful (the next model source applies) and read as blank.
+        raise InvalidInputError(
+            "value", "must not be blank: a blank secret counts as absent when provisioning"
+        )
     sealed = context.key_ring.encrypt(value, SecretLocation(scope, owner, name))
     who = audit_context or AuditContext()
     stamp = audit.now()
