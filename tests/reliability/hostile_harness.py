@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 from tests.environment import clean_environ
-from tests.reliability.servers import SeededStore, ServerProcess
+from tests.reliability.servers import SeededStore, ServerProcess, seed_store
 
 from llmbilling.api.limits import MAX_REQUEST_BODY_BYTES
 from llmbilling.cli.app import main
@@ -168,6 +168,18 @@ class RealServer:
 
     def rows(self) -> dict[str, int]:
         return rows_at(self.seeded.database_url)
+
+
+@contextlib.contextmanager
+def real_server_on_sqlite(folder: Path) -> Iterator[RealServer]:
+    """A real ``llmbilling serve`` over a seeded one-workspace SQLite store in ``folder``."""
+    seeded = seed_store(f"sqlite:///{folder / 'store.sqlite3'}", workspaces=1)
+    process = ServerProcess(seeded.database_url, folder)
+    process.start()
+    try:
+        yield RealServer(process, seeded)
+    finally:
+        process.stop()
 
 
 def exchange(port: int, request: bytes, *, then: bytes | None = None) -> bytes:

@@ -21,10 +21,10 @@ from tests.reliability.hostile_harness import (
     RealServer,
     exchange,
     parse_head,
+    real_server_on_sqlite,
     request_bytes,
     still_serving_with_clean_logs,
 )
-from tests.reliability.servers import ServerProcess, seed_store
 
 from llmbilling.api.limits import MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS
 
@@ -36,14 +36,8 @@ SEND_PIECE = 64 * 1024
 
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer]:
-    folder = tmp_path_factory.mktemp("header-limits")
-    seeded = seed_store(f"sqlite:///{folder / 'store.sqlite3'}", workspaces=1)
-    process = ServerProcess(seeded.database_url, folder)
-    process.start()
-    try:
-        yield RealServer(process, seeded)
-    finally:
-        process.stop()
+    with real_server_on_sqlite(tmp_path_factory.mktemp("header-limits")) as server:
+        yield server
 
 
 def _decision_target(server: RealServer) -> bytes:

@@ -23,11 +23,11 @@ from tests.reliability.hostile_harness import (
     RealServer,
     exchange,
     parse_head,
+    real_server_on_sqlite,
     request_bytes,
     still_serving_with_clean_logs,
     tally_printed_at_the_end,
 )
-from tests.reliability.servers import ServerProcess, seed_store
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -37,14 +37,8 @@ def _print_tally() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer]:
-    folder = tmp_path_factory.mktemp("hostile-serve")
-    seeded = seed_store(f"sqlite:///{folder / 'store.sqlite3'}", workspaces=1)
-    process = ServerProcess(seeded.database_url, folder)
-    process.start()
-    try:
-        yield RealServer(process, seeded)
-    finally:
-        process.stop()
+    with real_server_on_sqlite(tmp_path_factory.mktemp("hostile-serve")) as server:
+        yield server
 
 
 def test_real_server_refuses_a_declared_huge_body_before_reading_it(

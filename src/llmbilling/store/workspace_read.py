@@ -37,13 +37,14 @@ from sqlalchemy import (
     text,
 )
 
+from llmbilling.core.provisioning import MODEL_ENV, MOLECULE_MODEL_ENV
 from llmbilling.store.audit import as_utc
 from llmbilling.store.crypto import EncryptedValue, SecretScopeName
 from llmbilling.store.engine import named_parameter_dialect
 from llmbilling.store.loop_reader import LoopReader
 from llmbilling.store.tables import org_secrets, organizations, workspace_secrets, workspaces
 
-MODEL_SECRET_NAMES = ("MOLECULE_MODEL", "MODEL")
+MODEL_SECRET_NAMES = (MOLECULE_MODEL_ENV, MODEL_ENV)  # precedence order
 _LIST_SEPARATOR = ","
 # Every character str.isspace() accepts, which str.strip() removes (none of them is a quote).
 PYTHON_WHITE_SPACE = (
