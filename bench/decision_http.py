@@ -23,7 +23,26 @@ For each route: p50 and p99 of every request's latency (request written to last 
 pooled over its rounds, requests/s over its rounds, and the server process's CPU time per
 request (/proc; the machine is shared, CPU per request is the steadier figure). Per engine:
 decision p99 / no-op p99. The last line is the worst engine's: ``http_p99_ratio: X.XX``
-(target <= 1.5; and >= 2,000 decisions/s).
+(target <= 1.5; and >= 2,000 decisions/s). A third route rides the same rounds: the OFREP
+single evaluation ``POST /ofrep/v1/evaluate/flags/llm-billing-mode`` with the workspace as
+``targetingKey`` (issue 16), its p99 over the no-op's printed per engine and, worst engine,
+as ``ofrep_p99_ratio: X.XX`` (goal <= 1.5).
+
+Throughput and staleness (issue 17), for a platform's access pattern (every workspace's agent
+reads its decision, again and again): before the warm-up, a first pass reads every seeded
+workspace once, each connection taking its share (every answer a 200, excluded from the rounds'
+figures), and its decisions/s is printed as the cold figure (a server's first read of a
+workspace reads the store); the rounds' decision GETs/s at --concurrency is the warm figure
+(decision inputs are then in memory, on both engines, except each entry's re-read after its
+30 s maximum age, which the rounds include). The lines ``decisions_per_second_cold:`` per
+engine, then one ``decisions_per_second:``, PostgreSQL's warm figure (SQLite's when PostgreSQL
+is skipped), labelled. Staleness is measured against a second server (a
+replica on the same database, started after the load): --staleness-samples times, a workspace
+is read through the replica (so a replica that keeps decision inputs in memory holds it), its
+override is PUT through the first server, and the replica is polled (keep-alive, back to back)
+until it answers the new mode; the time from the PUT's answer (the commit is acknowledged) to
+the first answer with the new mode is one sample: ``staleness_ms:`` p50, p99 and max (one
+poll's round trip included). --workspaces is the fleet the load cycles over.
 
     .venv/bin/python bench/decision_http.py [--workspaces 10000] [--concurrency 32] [--rounds 5]
         [--seconds 5] [--postgres-url postgresql://postgres@127.0.0.1:5432/test]
@@ -92,7 +111,8 @@ from llmbilling.store.tables import workspaces
 PROXY = ProxySettings(base_url="https://proxy.example/v1", usage_token="bench-usage-token")
 TOKEN_ENV = "LLMBILLING_BENCH_TOKEN"
 NOOP_PREFIX = "/bench/noop/"
-ROUTES = ("decision", "noop")
+ROUTES = ("decision", "noop", "ofrep")
+OFREP_PATH = "/ofrep/v1/evaluate/flags/llm-billing-mode"
 WARMUP_SECONDS = 2.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 
@@ -103,6 +123,11 @@ def decision_path(workspace_id: str) -> str:
 
 def noop_path(workspace_id: str) -> str:
     return f"{NOOP_PREFIX}{workspace_id}"
+
+
+def ofrep_body(workspace_id: str) -> bytes:
+    """The OFREP single evaluation's body for a workspace (docs/OFREP.md)."""
+    return json.dumps({"context": {"targetingKey": workspace_id}}).encode()
 
 
 # --- the server process ----------------------------------------------------------------------
@@ -125,6 +150,7 @@ def serve_role(port: str) -> None:
     try:
         app = create_app(settings, context=context)
         add_noop_route(app)
+        context.change_feed.start()  # as `llmbilling serve` does
         run_server(app, host="127.0.0.1", port=int(port))
     finally:
         context.close()
@@ -240,6 +266,12 @@ async def _load(config: dict[str, Any], token: str) -> dict[str, Any]:
     requests = {
         "decision": [f"GET {decision_path(i)} HTTP/1.1\r\n{host_line}".encode() for i in ids],
         "noop": [f"GET {noop_path(i)} HTTP/1.1\r\n{host_line}".encode() for i in ids],
+        "ofrep": [
+            f"POST {OFREP_PATH} HTTP/1.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(ofrep_body(i))}\r\n{host_line}".encode()
+            + ofrep_body(i)
+            for i in ids
+        ],
     }
     connections = [
         await asyncio.open_connection("127.0.0.1", port) for _ in range(config["concurrency"])
@@ -250,6 +282,7 @@ async def _load(config: dict[str, Any], token: str) -> dict[str, Any]:
     phases: list[Phase] = []
     offset = 0
     try:
+        cold = await _first_pass(connections, requests["decision"])
         for route in ROUTES:  # warm-up: not recorded
             await _run_phase(
                 connections, requests[route], route, WARMUP_SECONDS, offset, config["server_pid"]
@@ -271,7 +304,7 @@ async def _load(config: dict[str, Any], token: str) -> dict[str, Any]:
     finally:
         for _reader, writer in connections:
             writer.close()
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"cold": cold}
     for route in ROUTES:
         mine = [phase for phase in phases if phase.route == route]
         pooled = sorted(value for phase in mine for value in phase.latencies_ns)
@@ -288,7 +321,29 @@ async def _load(config: dict[str, Any], token: str) -> dict[str, Any]:
     return result
 
 
-def _percentile(ordered: Sequence[int], percent: float) -> float:
+async def _first_pass(
+    connections: Sequence[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+    requests: Sequence[bytes],
+) -> dict[str, Any]:
+    """Every request once, each connection sending its share back to back: the requests, the
+    seconds and the first answer that was not a 200 (empty when none)."""
+    statuses: list[int] = []
+
+    async def worker(index: int) -> None:
+        reader, writer = connections[index]
+        for request in requests[index :: len(connections)]:
+            statuses.append(
+                await asyncio.wait_for(_exchange(reader, writer, request), REQUEST_TIMEOUT_SECONDS)
+            )
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(index) for index in range(len(connections))))
+    elapsed = time.perf_counter() - started
+    failed = next((f"status {status}" for status in statuses if status != 200), "")
+    return {"requests": len(statuses), "elapsed": elapsed, "first_failure": failed}
+
+
+def _percentile(ordered: Sequence[float], percent: float) -> float:
     """Nearest rank."""
     if not ordered:
         return float("nan")
@@ -382,6 +437,13 @@ def _check_routes(port: int, token: str, workspace_id: str) -> None:
                 raise RuntimeError(f"GET {path}: {answer.status_code} {answer.text[:300]}")
             if client.get(path).status_code != 401:
                 raise RuntimeError(f"GET {path} without a token is not a 401")
+        evaluated = client.post(
+            OFREP_PATH,
+            content=ofrep_body(workspace_id),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        if evaluated.status_code != 200 or evaluated.json().get("key") != "llm-billing-mode":
+            raise RuntimeError(f"POST {OFREP_PATH}: {evaluated.status_code} {evaluated.text[:300]}")
         if (
             "mode"
             not in client.get(
@@ -398,7 +460,8 @@ def _drive(
     ids: list[str],
     arguments: argparse.Namespace,
     workdir: Path,
-) -> dict[str, RouteFigures]:
+) -> tuple[dict[str, RouteFigures], float]:
+    """Each route's figures over the rounds, and the first pass's decisions/s."""
     config_path, output_path = workdir / "load.json", workdir / "load-result.json"
     config_path.write_text(
         json.dumps(
@@ -412,7 +475,8 @@ def _drive(
             }
         )
     )
-    bound = 2 * WARMUP_SECONDS + 2 * arguments.rounds * arguments.seconds + 60
+    rounds_seconds = len(ROUTES) * (WARMUP_SECONDS + arguments.rounds * arguments.seconds)
+    bound = rounds_seconds + len(ids) / 20 + 60  # the first pass at >= 20 decisions/s
     subprocess.run(
         [sys.executable, __file__, "--role", "load", str(config_path), str(output_path)],
         env={**os.environ, TOKEN_ENV: token},  # never on a command line
@@ -421,6 +485,9 @@ def _drive(
         timeout=bound,
     )
     result = json.loads(output_path.read_text())
+    cold = result["cold"]
+    if cold["first_failure"]:
+        raise RuntimeError(f"first pass: an answer was not 200 ({cold['first_failure']})")
     figures: dict[str, RouteFigures] = {}
     for route in ROUTES:
         found = result[route]
@@ -436,26 +503,95 @@ def _drive(
             server_cpu_us=found["server_cpu"] / found["requests"] * 1e6,
             round_p99_ms=tuple(found["round_p99_ms"]),
         )
-    return figures
+    return figures, cold["requests"] / cold["elapsed"]
 
 
-def _run(engine: str, url: str, arguments: argparse.Namespace) -> float:
+STALENESS_MODES = ("byok", "disabled", "platform_managed")
+STALENESS_GIVE_UP_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Staleness:
+    """Milliseconds from a write's acknowledgement on one server to its first sight on
+    another, over every sample."""
+
+    samples_ms: tuple[float, ...]
+
+    def percentile(self, percent: float) -> float:
+        return _percentile(sorted(self.samples_ms), percent)
+
+    def describe(self) -> str:
+        return (
+            f"p50 {self.percentile(50):.2f} ms  p99 {self.percentile(99):.2f} ms"
+            f"  max {max(self.samples_ms):.2f} ms  ({len(self.samples_ms)} writes)"
+        )
+
+
+def _measure_staleness(
+    writer_port: int, replica_port: int, token: str, ids: Sequence[str], samples: int
+) -> Staleness:
+    """Read through the replica, PUT through the writer, poll the replica until it agrees."""
+    headers = {"Authorization": f"Bearer {token}"}
+    measured: list[float] = []
+    with (
+        httpx.Client(base_url=f"http://127.0.0.1:{writer_port}", timeout=10.0) as writer,
+        httpx.Client(base_url=f"http://127.0.0.1:{replica_port}", timeout=10.0) as replica,
+    ):
+        for index in range(samples):
+            path = decision_path(ids[index % len(ids)])
+            before = replica.get(path, headers=headers).json()["workspace_override"]
+            mode = next(m for m in STALENESS_MODES[index % 3 :] + STALENESS_MODES if m != before)
+            written = writer.put(path, headers=headers, json={"mode": mode})
+            acknowledged = time.perf_counter()
+            if written.status_code != 200:
+                raise RuntimeError(f"PUT {path}: {written.status_code} {written.text[:300]}")
+            while replica.get(path, headers=headers).json()["workspace_override"] != mode:
+                if time.perf_counter() - acknowledged > STALENESS_GIVE_UP_SECONDS:
+                    raise RuntimeError(f"the replica never saw the write to {path}")
+            measured.append((time.perf_counter() - acknowledged) * 1000)
+    return Staleness(tuple(measured))
+
+
+@dataclass(frozen=True, slots=True)
+class EngineFigures:
+    p99_ratio: float
+    decisions_per_second: float  # warm: the rounds, after every workspace's first read
+    cold_decisions_per_second: float  # the first pass: every workspace read once
+    staleness: Staleness
+    ofrep_p99_ratio: float
+
+
+def _run(engine: str, url: str, arguments: argparse.Namespace) -> EngineFigures:
     print(f"{engine}:")
     key_text = KeyRing.new_key_text(1)
     ids, token = _seed(url, KeyRing.parse(key_text), arguments.workspaces)
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         server = _start_server(url, key_text, workdir)
+        replica_dir = workdir / "replica"
+        replica_dir.mkdir()
+        replica = ServerProcess(
+            url, replica_dir, key_ring_text=key_text, proxy=PROXY, command=_serve_role
+        )
         try:
             assert server.pid is not None
             _check_routes(server.port, token, ids[0])
-            figures = _drive(server.pid, server.port, token, ids, arguments, workdir)
+            figures, cold_per_second = _drive(
+                server.pid, server.port, token, ids, arguments, workdir
+            )
+            replica.start()
+            staleness = _measure_staleness(
+                server.port, replica.port, token, ids, arguments.staleness_samples
+            )
         finally:
+            replica.stop()
             server.stop()
-        errors = server.log_lines_with('"level": "error"')
+        errors = server.log_lines_with('"level": "error"') + replica.log_lines_with(
+            '"level": "error"'
+        )
     if errors:
-        raise RuntimeError(f"the server logged {errors} errors")
-    names = {"decision": "decision GET", "noop": "no-op GET"}
+        raise RuntimeError(f"the servers logged {errors} errors")
+    names = {"decision": "decision GET", "noop": "no-op GET", "ofrep": "OFREP eval"}
     for route in ROUTES:
         found = figures[route]
         rounds = "/".join(f"{value:.1f}" for value in found.round_p99_ms)
@@ -471,7 +607,20 @@ def _run(engine: str, url: str, arguments: argparse.Namespace) -> float:
         f"   ({arguments.concurrency} connections, {arguments.rounds} x"
         f" {arguments.seconds:g} s per route, interleaved)"
     )
-    return ratio
+    ofrep = figures["ofrep"]
+    print(
+        f"  OFREP single evaluation p99 ratio to the no-op {ofrep.p99_ms / noop.p99_ms:.2f}"
+        f"   p50 ratio {ofrep.p50_ms / noop.p50_ms:.2f}   (goal <= 1.5)"
+    )
+    print(
+        f"  decisions/s at {arguments.concurrency} connections: cold {cold_per_second:,.0f}"
+        f" (first pass, each of {len(ids):,} workspaces read once)"
+        f"   warm {decision.per_second:,.0f} (the rounds)"
+    )
+    print(f"  staleness (write on one server -> seen on a replica): {staleness.describe()}")
+    return EngineFigures(
+        ratio, decision.per_second, cold_per_second, staleness, ofrep.p99_ms / noop.p99_ms
+    )
 
 
 def main() -> None:
@@ -480,6 +629,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--staleness-samples", type=int, default=200)
     parser.add_argument(
         "--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test"
     )
@@ -493,10 +643,10 @@ def main() -> None:
         load_role(*arguments.paths)
         return
 
-    ratios: list[float] = []
+    by_engine: dict[str, EngineFigures] = {}
     with tempfile.TemporaryDirectory() as folder:
         sqlite_url = f"sqlite:///{Path(folder) / 'bench.sqlite3'}"
-        ratios.append(_run("sqlite", sqlite_url, arguments))
+        by_engine["sqlite"] = _run("sqlite", sqlite_url, arguments)
 
     admin_url = make_url(arguments.postgres_url).set(drivername="postgresql+psycopg")
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -509,12 +659,24 @@ def main() -> None:
     else:
         try:
             database_url = admin_url.set(database=name).render_as_string(hide_password=False)
-            ratios.append(_run("postgresql", database_url, arguments))
+            by_engine["postgresql"] = _run("postgresql", database_url, arguments)
         finally:
             with admin.connect() as connection:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
-    print(f"http_p99_ratio: {max(ratios):.2f}")
+    for engine, found in by_engine.items():
+        cold = found.cold_decisions_per_second
+        print(f"decisions_per_second_cold: {cold:.0f} ({engine}, first read of each workspace)")
+    headline = "postgresql" if "postgresql" in by_engine else "sqlite"
+    warm = by_engine[headline].decisions_per_second
+    print(
+        f"decisions_per_second: {warm:.0f} ({headline}, warm: after every workspace's first read)"
+    )
+    for engine, found in by_engine.items():
+        print(f"staleness_ms: {found.staleness.describe()} ({engine})")
+    worst_ofrep = max(found.ofrep_p99_ratio for found in by_engine.values())
+    print(f"ofrep_p99_ratio: {worst_ofrep:.2f}")
+    print(f"http_p99_ratio: {max(found.p99_ratio for found in by_engine.values()):.2f}")
     sys.stdout.flush()
 
 

@@ -39,6 +39,7 @@ CODES_OF_NO_ERROR_CLASS = {
     ErrorCode.INTERNAL_ERROR: "an unexpected fault (api/app.py 500, a failed what-if job)",
     ErrorCode.REQUEST_TOO_LARGE: "api/limits.py, a body refused before it is parsed (413)",
     ErrorCode.HEADERS_TOO_LARGE: "api/limits.py, a head refused by the HTTP protocol (431)",
+    ErrorCode.WHATIF_INTERRUPTED: "a what-if job whose worker stopped on its last attempt",
 }
 
 # Exceptions defined outside errors.py, each converted before it can escape.
@@ -49,6 +50,7 @@ CONVERTED_HELPERS = {
     ("api/console/guard.py", "PageNotFoundError"): "ConsoleRoute: the 404 page",
     ("api/console/guard.py", "WriteForbiddenError"): "ConsoleRoute: the 403 page",
     ("api/console/guard.py", "CrossSiteRequestError"): "ConsoleRoute: the 403 page",
+    ("service/whatif_jobs.py", "WorkerStoppedError"): "WhatIfJobs._run: the job is requeued",
 }
 
 # Every error class with its CLI exit status and HTTP status, as documented (docs/STORAGE.md
@@ -68,11 +70,20 @@ EXPECTED: dict[type[LlmBillingError], tuple[int, int]] = {
     errors.OrgNotFoundError: (6, 404),
     errors.TokenNotFoundError: (6, 404),
     errors.WhatIfJobNotFoundError: (6, 404),
+    errors.PlanNotFoundError: (6, 404),
     errors.RouteNotFoundError: (6, 404),
     errors.MethodNotAllowedError: (1, 405),
     errors.ConflictError: (1, 409),
     errors.AlreadyExistsError: (1, 409),
     errors.PreconditionFailedError: (1, 412),
+    errors.ChangeConflictError: (1, 409),
+    errors.PlanStaleError: (1, 409),
+    errors.PlanExpiredError: (1, 409),
+    errors.PlanAlreadyAppliedError: (1, 409),
+    errors.PlanNeedsApprovalError: (1, 409),
+    errors.PlanSelfApprovalError: (1, 409),
+    errors.PlanNotDeployedError: (1, 409),
+    errors.DangerNotAcknowledgedError: (1, 409),
     errors.TooManyRequestsError: (1, 429),
     errors.WhatIfQuotaExceededError: (1, 429),
     errors.WhatIfRateLimitedError: (1, 429),

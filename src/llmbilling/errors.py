@@ -44,10 +44,18 @@ class ErrorCode(StrEnum):
     ORG_NOT_FOUND = "ORG_NOT_FOUND"
     TOKEN_NOT_FOUND = "TOKEN_NOT_FOUND"
     WHATIF_JOB_NOT_FOUND = "WHATIF_JOB_NOT_FOUND"
+    PLAN_NOT_FOUND = "PLAN_NOT_FOUND"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     # Conflict with the stored state
     ALREADY_EXISTS = "ALREADY_EXISTS"
     PRECONDITION_FAILED = "PRECONDITION_FAILED"
+    PLAN_STALE = "PLAN_STALE"
+    PLAN_EXPIRED = "PLAN_EXPIRED"
+    PLAN_ALREADY_APPLIED = "PLAN_ALREADY_APPLIED"
+    PLAN_NEEDS_APPROVAL = "PLAN_NEEDS_APPROVAL"
+    PLAN_SELF_APPROVAL = "PLAN_SELF_APPROVAL"
+    PLAN_NOT_DEPLOYED = "PLAN_NOT_DEPLOYED"
+    DANGER_NOT_ACKNOWLEDGED = "DANGER_NOT_ACKNOWLEDGED"
     # Provisioning
     PROVISION_FAILED = "PROVISION_FAILED"
     MISSING_MODEL = "MISSING_MODEL"
@@ -71,6 +79,9 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
+    # A what-if job's own outcome, never raised: its worker stopped on its last attempt
+    # (service/whatif_jobs.py)
+    WHATIF_INTERRUPTED = "WHATIF_INTERRUPTED"
     # Too many requests from one org
     WHATIF_QUOTA_EXCEEDED = "WHATIF_QUOTA_EXCEEDED"
     WHATIF_RATE_LIMITED = "WHATIF_RATE_LIMITED"
@@ -245,6 +256,16 @@ class WhatIfJobNotFoundError(NotFoundError):
         super().__init__(f"no what-if job {job_id}")
 
 
+class PlanNotFoundError(NotFoundError):
+    """No change plan has this id (or it belongs to an org the caller cannot read)."""
+
+    code = ErrorCode.PLAN_NOT_FOUND
+
+    def __init__(self, plan_id: UUID) -> None:
+        self.plan_id = plan_id
+        super().__init__(f"no change plan with id {plan_id}")
+
+
 class RouteNotFoundError(NotFoundError):
     """No API route has this path."""
 
@@ -312,6 +333,109 @@ class PreconditionFailedError(ConflictError):
 
     def __init__(self, what: str) -> None:
         super().__init__(f"{what} changed since it was read; read it again and retry")
+
+
+class ChangeConflictError(ConflictError):
+    """Family: a change (or its plan) refused as the stored state stands; ``details`` are
+    plain JSON values a problem body carries beside the message (what moved, which danger
+    classes with how many workspaces)."""
+
+    def __init__(self, message: str, details: Mapping[str, object]) -> None:
+        self.details = dict(details)
+        super().__init__(message)
+
+
+class PlanStaleError(ChangeConflictError):
+    """An input the plan's preview read has changed since: the preview may no longer hold."""
+
+    code = ErrorCode.PLAN_STALE
+
+    def __init__(self, moved: Iterable[str]) -> None:
+        families = sorted(moved)
+        super().__init__(
+            f"what the plan was previewed on changed since ({', '.join(families)}); "
+            "preview the change again",
+            {"moved": families},
+        )
+
+
+class PlanExpiredError(ChangeConflictError):
+    """The plan outlived its time to be applied."""
+
+    code = ErrorCode.PLAN_EXPIRED
+
+    def __init__(self, expired_at: str) -> None:
+        super().__init__(
+            f"the plan expired at {expired_at}; preview the change again",
+            {"expired_at": expired_at},
+        )
+
+
+class PlanAlreadyAppliedError(ChangeConflictError):
+    """A plan is applied at most once."""
+
+    code = ErrorCode.PLAN_ALREADY_APPLIED
+
+    def __init__(self, applied_at: str) -> None:
+        super().__init__(
+            f"the plan was already applied at {applied_at}", {"applied_at": applied_at}
+        )
+
+
+class PlanNeedsApprovalError(ChangeConflictError):
+    """A dangerous plan needs a second admin's approval first (the deployment asks so)."""
+
+    code = ErrorCode.PLAN_NEEDS_APPROVAL
+
+    def __init__(self, dangers: Mapping[str, int]) -> None:
+        named = ", ".join(f"{danger} ({count})" for danger, count in dangers.items())
+        super().__init__(
+            f"this plan would create danger classes ({named}): another admin must approve "
+            "it before it is applied",
+            {"dangers": dict(dangers)},
+        )
+
+
+class PlanSelfApprovalError(ChangeConflictError):
+    """A plan is approved by someone other than its proposer."""
+
+    code = ErrorCode.PLAN_SELF_APPROVAL
+
+    def __init__(self, proposer: str) -> None:
+        super().__init__(
+            f"the plan was proposed by {proposer}: a different token must approve it",
+            {"proposed_by": proposer},
+        )
+
+
+class PlanNotDeployedError(ChangeConflictError):
+    """A deployment-level plan is verified after its deploy: the running deployment is not
+    the proposed one yet."""
+
+    code = ErrorCode.PLAN_NOT_DEPLOYED
+
+    def __init__(self, waiting: Iterable[str]) -> None:
+        families = sorted(waiting)
+        super().__init__(
+            f"the running deployment does not run this plan's change yet ({', '.join(families)}):"
+            " deploy it, then apply the plan to verify it",
+            {"waiting": families},
+        )
+
+
+class DangerNotAcknowledgedError(ChangeConflictError):
+    """A write would create danger-class workspaces the request did not acknowledge by name."""
+
+    code = ErrorCode.DANGER_NOT_ACKNOWLEDGED
+
+    def __init__(self, dangers: Mapping[str, int], unacknowledged: Iterable[str]) -> None:
+        missing = sorted(unacknowledged)
+        named = ", ".join(f"{danger} ({dangers[danger]})" for danger in missing)
+        super().__init__(
+            f"this write would create danger classes ({named}); acknowledge each by name "
+            "to write anyway",
+            {"dangers": dict(dangers), "unacknowledged": missing},
+        )
 
 
 # --- Provisioning ------------------------------------------------------------------------------

@@ -90,6 +90,11 @@ def test_since_is_inclusive_and_until_exclusive(api: Api) -> None:
     [
         ({"since": "2025-01-01T00:00:00"}, "since"),
         ({"until": "yesterday"}, "until"),
+        # A number is a time to pydantic, not to RFC 3339 (the document's date-time).
+        ({"until": "0.5"}, "until"),
+        ({"since": "2025-01-01"}, "since"),
+        # Valid RFC 3339, but past the last instant there is once taken to UTC.
+        ({"until": "9999-12-31T23:59:59-23:59"}, "until"),
         ({"cursor": "-1"}, "cursor"),
         ({"cursor": "abc"}, "cursor"),
         ({"org_id": "acme"}, "org_id"),

@@ -26,15 +26,18 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from llmbilling.api.app import create_app
 from llmbilling.config.settings import Settings
-from llmbilling.service import admin
+from llmbilling.core.policy import PolicyDocument
+from llmbilling.core.registry import RegistryDocument
+from llmbilling.service import admin, plans
 from llmbilling.service.demo import seed_demo_fleet
 from llmbilling.service.tokens import Scope, create_token
 from llmbilling.store.crypto import KeyRing
 
 MAX_EXAMPLES = 25
 # A schema-valid request may still meet state it cannot change: a stale If-Match (412), a
-# workspace that cannot be provisioned as stored (409, 422). Those are answers, not rejections.
-ACCEPTED_STATUSES = ["2xx", "401", "403", "404", "409", "412", "422"]
+# workspace that cannot be provisioned as stored (409, 422), an If-None-Match naming the
+# current tag (304). Those are answers, not rejections.
+ACCEPTED_STATUSES = ["2xx", "304", "401", "403", "404", "409", "412", "422"]
 CONFIG = SchemathesisConfig.from_dict(
     {"checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTED_STATUSES}}}
 )
@@ -51,9 +54,16 @@ OPERATIONS = (
     ("GET", "/v1/whatif"),
     ("POST", "/v1/whatif"),
     ("GET", "/v1/whatif/{job_id}"),
+    ("POST", "/v1/plans/preview"),
+    ("POST", "/v1/plans"),
+    ("GET", "/v1/plans"),
+    ("GET", "/v1/plans/{plan_id}"),
+    ("POST", "/v1/plans/{plan_id}/approve"),
+    ("POST", "/v1/plans/{plan_id}/apply"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
+    ("GET", "/v1/deployment"),
 )
 
 
@@ -63,6 +73,11 @@ def move_expiry_to_the_future(case: Case[Any]) -> None:
     body = case.body
     if isinstance(body, dict) and isinstance(body.get("expires_at"), str):
         body["expires_at"] = "2999-01-01T00:00:00Z"
+    # A planned override's too; and only an override that sets a mode may expire (the
+    # schema's if/then is not followed by the generator).
+    change = body.get("change") if isinstance(body, dict) else None
+    if isinstance(change, dict) and isinstance(change.get("expires_at"), str):
+        change["expires_at"] = "2999-01-01T00:00:00Z" if change.get("mode") else None
 
 
 @dataclass(frozen=True)
@@ -97,10 +112,15 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget]:
     app, token = seeded_app(tmp_path_factory.mktemp("fuzz"))
     context = app.state.context
     workspace = admin.list_workspaces(context, limit=1)[0].workspace
+    plan = plans.propose_plan(context, plans.org_default_change(workspace.org_id, "byok"))
     yield FuzzTarget(
         schema=from_asgi("/openapi.json", app, config=CONFIG),
         headers={"Authorization": f"Bearer {token}"},
-        existing={"workspace_id": str(workspace.id), "org_id": str(workspace.org_id)},
+        existing={
+            "workspace_id": str(workspace.id),
+            "org_id": str(workspace.org_id),
+            "plan_id": str(plan.id),
+        },
     )
     context.close()
 
@@ -111,6 +131,26 @@ def test_the_fuzzed_operations_are_every_operation_served(target: FuzzTarget) ->
         assert isinstance(result, Ok), result
         served.add((result.ok().method.upper(), result.ok().path))
     assert served == set(OPERATIONS)
+
+
+def test_the_proposed_documents_schemas_are_the_validating_models(target: FuzzTarget) -> None:
+    components = target.schema.raw_schema["components"]["schemas"]
+    body = target.schema.raw_schema["paths"]["/v1/whatif"]["post"]["requestBody"]
+    for name, model in (("policy", PolicyDocument), ("registry", RegistryDocument)):
+        generated = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        definitions = generated.pop("$defs", {})
+        assert components[model.__name__] == generated
+        assert all(components[inner] == schema for inner, schema in definitions.items())
+        for media in body["content"].values():
+            reference = {"$ref": f"#/components/schemas/{model.__name__}"}
+            assert reference in media["schema"]["properties"][name]["anyOf"]
+
+
+def test_no_parameter_takes_a_null(target: FuzzTarget) -> None:
+    for path_item in target.schema.raw_schema["paths"].values():
+        for operation in path_item.values():
+            for parameter in operation.get("parameters", []):
+                assert {"type": "null"} not in parameter["schema"].get("anyOf", []), parameter
 
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])

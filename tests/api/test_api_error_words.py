@@ -77,4 +77,4 @@ def test_a_value_error_reads_without_its_prefix(api: Api) -> None:
         json={"mode": "byok", "expires_at": "2099-01-01T00:00:00"},
     )
 
-    assert response.json()["message"].startswith("expires_at: should have timezone info")
+    assert response.json()["message"].startswith("expires_at: must name its time zone")

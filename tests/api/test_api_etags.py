@@ -127,7 +127,8 @@ def test_a_write_with_a_stale_etag_is_412_and_changes_nothing(api: Api, method: 
         (None, 200),
         ("*", 200),
         ('"w1.o1.0000000000000000"', 412),
-        ("not-a-tag", 412),
+        # Not an entity tag nor "*": the header is malformed, a 400 naming it (RFC 9110 §13.1.1).
+        ("not-a-tag", 400),
         ("CURRENT_WEAK", 412),
         ('"w9.o9.0000000000000000", CURRENT', 200),
     ],

@@ -7,6 +7,7 @@ on the caller's own org answers 403; nothing is written by a refused request.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -15,7 +16,7 @@ from uuid import UUID
 import pytest
 from tests.api.api_fixtures import Answer, Api, bearer
 
-from llmbilling.service import admin
+from llmbilling.service import admin, plans
 from llmbilling.service.tokens import Scope, create_token, revoke_token
 from llmbilling.service.whatif import current_configuration
 
@@ -26,6 +27,8 @@ ORG_WORKSPACES = "/v1/orgs/{org_id}/workspaces"
 AUDIT = "/v1/audit"
 WHATIF = "/v1/whatif"
 WHATIF_JOB = "/v1/whatif/{job_id}"
+PLANS = "/v1/plans"
+PLAN = "/v1/plans/{plan_id}"
 PROBLEM_MEMBERS = {"type", "title", "status", "code", "message"}
 
 Need = Literal["read", "write", "provision"]
@@ -40,10 +43,12 @@ class Call:
     body: dict[str, Any] | None = None
     granted_status: int = 200
 
-    def url(self, org_id: UUID, workspace_id: UUID, job_id: UUID) -> str:
+    def url(self, org_id: UUID, workspace_id: UUID, job_id: UUID, plan_id: UUID) -> str:
         if self.template == AUDIT:
             return f"{AUDIT}?org_id={org_id}"
-        return self.template.format(org_id=org_id, workspace_id=workspace_id, job_id=job_id)
+        return self.template.format(
+            org_id=org_id, workspace_id=workspace_id, job_id=job_id, plan_id=plan_id
+        )
 
     def send(
         self,
@@ -52,17 +57,20 @@ class Call:
         org_id: UUID,
         workspace_id: UUID,
         job_id: UUID | None = None,
+        plan_id: UUID | None = None,
     ) -> Answer:
         body = self.body
-        if body is not None and body.get("org_id") == ORG_ID:
-            body = {**body, "org_id": str(org_id)}
-        url = self.url(org_id, workspace_id, job_id or uuid.uuid4())
+        if body is not None:
+            # Wherever the body names the org (a plan's change nests it).
+            body = json.loads(json.dumps(body).replace(ORG_ID, str(org_id)))
+        url = self.url(org_id, workspace_id, job_id or uuid.uuid4(), plan_id or uuid.uuid4())
         return api.client.request(self.method, url, headers=headers, json=body)
 
     def __str__(self) -> str:
         return f"{self.method} {self.template}"
 
 
+PLANNED_CHANGE = {"change": {"kind": "org_default", "org_id": ORG_ID, "mode": "byok"}}
 CALLS = (
     Call("GET", DECISION, "read"),
     Call("PUT", DECISION, "write", {"mode": "byok"}),
@@ -74,11 +82,22 @@ CALLS = (
     Call("GET", AUDIT, "read"),
     Call("POST", WHATIF, "write", {"org_id": "{org_id}"}, granted_status=202),
     Call("GET", WHATIF_JOB, "read"),
+    Call("POST", f"{PLANS}/preview", "write", PLANNED_CHANGE),
+    Call("POST", PLANS, "write", PLANNED_CHANGE, granted_status=201),
+    Call("GET", PLAN, "read"),
+    Call("POST", f"{PLAN}/approve", "write"),
+    Call("POST", f"{PLAN}/apply", "write"),
 )
 # Lists that name no org: a foreign token gets 200 and none of another org's items (each
 # list's own tests show it: GET /v1/whatif in test_api_whatif_list_and_yaml.py, GET /v1/orgs in
-# test_api_org_listing.py).
-TOKEN_SCOPED_LISTS = {("GET", WHATIF), ("GET", "/v1/orgs")}
+# test_api_org_listing.py, GET /v1/plans in test_api_plans.py).
+# GET /v1/deployment names no tenant at all (tests/api/test_ofrep.py).
+TOKEN_SCOPED_LISTS = {
+    ("GET", WHATIF),
+    ("GET", "/v1/orgs"),
+    ("GET", PLANS),
+    ("GET", "/v1/deployment"),
+}
 ORG_SCOPES = (Scope.ORG_ADMIN, Scope.PROVISIONER, Scope.VIEWER)
 GRANTS: dict[Need, set[Scope]] = {
     "read": {Scope.ADMIN, Scope.ORG_ADMIN, Scope.PROVISIONER, Scope.VIEWER},
@@ -92,6 +111,7 @@ class Tenants:
     own_org: UUID
     own_workspace: UUID
     own_job: UUID
+    own_plan: UUID
     foreign_org: UUID
     foreign_workspace: UUID
 
@@ -102,7 +122,8 @@ def tenants(api: Api) -> Tenants:
     foreign_org, foreign_workspace = api.org_with_workspace()
     jobs = api.app.state.whatif_jobs
     own_job = jobs.start(current_configuration(api.context), org_id=own_org).id
-    return Tenants(own_org, own_workspace, own_job, foreign_org, foreign_workspace)
+    own_plan = plans.propose_plan(api.context, plans.org_default_change(own_org, "byok")).id
+    return Tenants(own_org, own_workspace, own_job, own_plan, foreign_org, foreign_workspace)
 
 
 def _token(api: Api, scope: Scope, org_id: UUID) -> dict[str, str]:
@@ -149,7 +170,9 @@ def test_every_route_refuses_a_missing_bad_or_revoked_token_with_401(
         headers = {"Authorization": authorization}
     headers, request_id = _with_request_id(headers)
 
-    response = call.send(api, headers, tenants.own_org, tenants.own_workspace, tenants.own_job)
+    response = call.send(
+        api, headers, tenants.own_org, tenants.own_workspace, tenants.own_job, tenants.own_plan
+    )
 
     _refused(response, 401, "UNAUTHENTICATED")
     assert response.headers["www-authenticate"] == "Bearer"
@@ -171,12 +194,18 @@ def test_a_foreign_orgs_token_gets_the_same_404_as_for_an_id_that_does_not_exist
     foreign_token = _token(api, scope, tenants.foreign_org)
     headers, request_id = _with_request_id(foreign_token)
 
-    foreign = call.send(api, headers, tenants.own_org, tenants.own_workspace, tenants.own_job)
+    foreign = call.send(
+        api, headers, tenants.own_org, tenants.own_workspace, tenants.own_job, tenants.own_plan
+    )
     missing_org, missing_workspace, missing_job = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    missing = call.send(api, foreign_token, missing_org, missing_workspace, missing_job)
+    missing_plan = uuid.uuid4()
+    missing = call.send(
+        api, foreign_token, missing_org, missing_workspace, missing_job, missing_plan
+    )
 
     by_workspace = "{workspace_id}" in call.template
     by_job = "{job_id}" in call.template
+    by_plan = "{plan_id}" in call.template
     _refused(
         foreign,
         404,
@@ -184,11 +213,13 @@ def test_a_foreign_orgs_token_gets_the_same_404_as_for_an_id_that_does_not_exist
         if by_workspace
         else "WHATIF_JOB_NOT_FOUND"
         if by_job
+        else "PLAN_NOT_FOUND"
+        if by_plan
         else "ORG_NOT_FOUND",
     )
     assert _normalized(
-        foreign, tenants.own_org, tenants.own_workspace, tenants.own_job
-    ) == _normalized(missing, missing_org, missing_workspace, missing_job)
+        foreign, tenants.own_org, tenants.own_workspace, tenants.own_job, tenants.own_plan
+    ) == _normalized(missing, missing_org, missing_workspace, missing_job, missing_plan)
     if by_workspace:
         assert str(tenants.own_org) not in foreign.text
     assert api.audit_entries(request_id) == []
@@ -205,7 +236,9 @@ def test_a_weaker_scope_on_its_own_org_gets_403_and_changes_nothing(
 ) -> None:
     headers, request_id = _with_request_id(_token(api, scope, tenants.own_org))
 
-    response = call.send(api, headers, tenants.own_org, tenants.own_workspace, tenants.own_job)
+    response = call.send(
+        api, headers, tenants.own_org, tenants.own_workspace, tenants.own_job, tenants.own_plan
+    )
 
     _refused(response, 403, "FORBIDDEN")
     assert str(tenants.own_org) not in response.text
@@ -230,6 +263,7 @@ def test_each_scope_may_do_what_it_is_granted_on_its_own_org(
         tenants.own_org,
         tenants.own_workspace,
         tenants.own_job,
+        tenants.own_plan,
     )
 
     assert response.status_code == call.granted_status, response.text

@@ -102,6 +102,7 @@ def _walk_every_route(
         ("GET", "/healthz", None, None),
         ("GET", "/readyz", None, None),
         ("GET", "/metrics", None, None),
+        ("GET", "/v1/deployment", None, None),
     ]
     walked = set()
     for method, template, object_id, body in calls:
@@ -123,11 +124,47 @@ def _walk_every_route(
     orgs = client.get("/v1/orgs", headers=headers)
     assert orgs.status_code == 200, orgs.text
     walked.add(("GET", "/v1/orgs"))
+    walked |= _walk_plans(client, context, headers, org_id)
     # Failing paths log too: a refused token, a failed provision naming env vars.
     client.get("/v1/audit", headers=bearer(token + "x"))
     admin.set_override(context, platform_workspace, "byok")
     client.post(f"/v1/workspaces/{platform_workspace}/provision-env", headers=headers)
     return walked
+
+
+def _walk_plans(
+    client: TestClient, context: ServiceContext, headers: dict[str, str], org_id: UUID
+) -> set[tuple[str, str]]:
+    """Preview, plan, read, list, approve (a second token) and apply one org default change."""
+    change = {"change": {"kind": "org_default", "org_id": str(org_id), "mode": "byok"}}
+    second = {**bearer(create_token(context, scope=Scope.ADMIN).token), "X-Request-ID": "walk"}
+    created = client.post("/v1/plans", headers=headers, json=change)
+    assert created.status_code == 201, created.text
+    plan = created.headers["location"]
+    calls = [
+        ("POST", "/v1/plans/preview", "/v1/plans/preview", headers, change),
+        ("GET", "/v1/plans", "/v1/plans", headers, None),
+        ("GET", "/v1/plans/{plan_id}", plan, headers, None),
+        ("POST", "/v1/plans/{plan_id}/approve", f"{plan}/approve", second, None),
+        ("POST", "/v1/plans/{plan_id}/apply", f"{plan}/apply", headers, None),
+    ]
+    for method, _template, url, caller, body in calls:
+        response = client.request(method, url, headers=caller, json=body)
+        assert response.status_code == 200, (url, response.text)
+    # A plan that sets a secret takes the value in the apply's body: it is never logged.
+    secret = {
+        "change": {
+            "kind": "secret",
+            "scope": "org",
+            "owner_id": str(org_id),
+            "name": "EXTRA_TOKEN",
+            "present": True,
+        }
+    }
+    secret_plan = client.post("/v1/plans", headers=headers, json=secret).headers["location"]
+    applied = client.post(f"{secret_plan}/apply", headers=headers, json={"value": ORG_SECRET})
+    assert applied.status_code == 200, applied.text
+    return {("POST", "/v1/plans")} | {(method, template) for method, template, *_ in calls}
 
 
 def test_no_route_ever_logs_a_secret_value_or_a_token(

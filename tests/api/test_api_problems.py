@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 
 from fastapi.testclient import TestClient
 from tests.api.api_fixtures import Api, bearer
@@ -38,7 +39,17 @@ def test_a_method_the_route_lacks_is_a_405_problem_naming_the_allowed_ones(api: 
 
     assert response.status_code == 405
     assert response.json()["code"] == "METHOD_NOT_ALLOWED"
-    assert response.headers["allow"] == "GET"
+    assert response.headers["allow"] == "GET, OPTIONS"
+
+
+def test_options_answers_204_with_every_method_of_the_resource(api: Api) -> None:
+    workspace_path = f"/v1/workspaces/{uuid.uuid4()}/llm-billing-mode"
+
+    response = api.client.options(workspace_path)
+
+    assert (response.status_code, response.content) == (204, b"")
+    assert response.headers["allow"] == "DELETE, GET, OPTIONS, PUT"
+    assert api.client.patch(workspace_path).headers["allow"] == "DELETE, GET, OPTIONS, PUT"
 
 
 class _BrokenKeyRingError(RuntimeError):

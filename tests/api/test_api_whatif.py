@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.api.api_fixtures import Api, bearer
@@ -116,7 +117,8 @@ def test_starting_a_what_if_is_audited_with_the_request_id(api: Api) -> None:
 def test_an_org_starting_faster_than_its_rate_gets_a_429_with_retry_after(api: Api) -> None:
     # A stopped clock: the org's one start of the burst never refills during the test.
     limits = WhatIfLimits(active_per_org=10, starts_per_minute=6, start_burst=1)
-    api.app.state.whatif_jobs = WhatIfJobs(api.context, limits, clock=lambda: 0.0)
+    stopped = datetime.now(UTC)
+    api.app.state.whatif_jobs = WhatIfJobs(api.context, limits, clock=lambda: stopped)
     try:
         org_id = fresh_org(api, 1)
         headers = bearer(api.token(Scope.ORG_ADMIN, org_id))
@@ -143,3 +145,14 @@ def test_another_orgs_job_is_404_like_a_missing_one(api: Api) -> None:
     )
     assert foreign.status_code == 404
     assert foreign.json()["code"] == "WHATIF_JOB_NOT_FOUND"
+
+
+def test_a_job_names_who_started_it_as_the_audit_log_does(api: Api) -> None:
+    org_id = fresh_org(api, 1)
+    headers = {**bearer(api.token(Scope.ORG_ADMIN, org_id)), "X-Request-ID": "req-whatif-asker"}
+    started = api.client.post(
+        "/v1/whatif", headers=headers, json={"org_id": str(org_id), "policy": DROPS_THE_ORG_RUNG}
+    )
+    (entry,) = api.audit_entries("req-whatif-asker")
+    job = finished(api, started.headers["location"], headers)
+    assert (job["requested_by"], job["attempts"]) == (entry["actor"], 1)

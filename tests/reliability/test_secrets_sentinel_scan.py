@@ -25,10 +25,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import pytest
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
@@ -37,6 +38,7 @@ from tests.reliability.long_run import report
 from tests.store.db_fixtures import DatabaseFactory
 
 from llmbilling.api.app import create_app
+from llmbilling.api.console.plan_pages import router as console_plan_router
 from llmbilling.api.console.routes import router as console_router
 from llmbilling.api.console.session import SESSION_COOKIE
 from llmbilling.api.console.whatif_pages import router as console_whatif_router
@@ -259,11 +261,63 @@ def walk_the_api(walk: ApiWalk, token: str) -> str:
     job = _wait_for_job(walk, started["id"], headers)
     assert job["state"] == "succeeded", job
     walk.call("GET", "/v1/whatif", "/v1/whatif", headers=headers)
+    walk_the_plans(walk, headers, org_id)
+    walk.call("GET", "/v1/deployment", "/v1/deployment", headers=headers)
+    walk_ofrep(walk, headers, org_id)
     for path in ("/healthz", "/readyz", "/metrics"):
         walk.call("GET", path, path)
     # A refused token and a refused provision answer too.
     walk.call("GET", "/v1/audit", "/v1/audit", headers={"Authorization": "Bearer x"}, expect=(401,))
     return str(started["id"])
+
+
+def walk_ofrep(walk: ApiWalk, headers: dict[str, str], org_id: UUID) -> None:
+    """Every OFREP evaluation (docs/OFREP.md) of every workspace, and the pre-provision path.
+    (The event stream carries no data but ``{"type": "refetchEvaluation"}``.)"""
+    single = "/ofrep/v1/evaluate/flags/{key}"
+    bulk = "/ofrep/v1/evaluate/flags"
+    for workspace_id in walk.fleet.workspace_ids:
+        body = {"context": {"targetingKey": str(workspace_id)}}
+        for key in ("llm-billing-mode", "llm-billing-provider", "llm-billing-would-provision"):
+            walk.call("POST", single, f"{bulk}/{key}", headers=headers, json=body)
+        walk.call("POST", bulk, bulk, headers=headers, json=body)
+    pre_provision = {"orgId": str(org_id), "runtime": "claude-code", "model": "claude-opus-4-7"}
+    walk.call("POST", bulk, bulk, headers=headers, json={"context": pre_provision})
+
+
+def walk_the_plans(walk: ApiWalk, headers: dict[str, str], org_id: UUID) -> None:
+    """Preview, plan, read, list, approve (by a second token) and apply: a plan that sets a
+    secret, whose value (a sentinel) travels only in the apply's body."""
+    value = f"sk-SENTINEL-plan-{uuid.uuid4().hex}"
+    walk.scan.sentinels[value] = "a secret value given to a plan's apply"
+    context: ServiceContext = cast(FastAPI, walk.client.app).state.context
+    second = create_token(context, scope=Scope.ADMIN).token
+    walk.scan.sentinels[second] = "the approver's bearer token"
+    change = {
+        "change": {
+            "kind": "secret",
+            "scope": "org",
+            "owner_id": str(org_id),
+            "name": "PLANNED_TOKEN",
+            "present": True,
+        }
+    }
+    walk.call("POST", "/v1/plans/preview", "/v1/plans/preview", headers=headers, json=change)
+    plan = walk.call(
+        "POST", "/v1/plans", "/v1/plans", headers=headers, json=change, expect=(201,)
+    ).json()
+    url = f"/v1/plans/{plan['id']}"
+    walk.call("GET", "/v1/plans", "/v1/plans", headers=headers)
+    walk.call("GET", "/v1/plans/{plan_id}", url, headers=headers)
+    walk.call(
+        "POST",
+        "/v1/plans/{plan_id}/approve",
+        f"{url}/approve",
+        headers={**headers, "Authorization": f"Bearer {second}"},
+    )
+    walk.call(
+        "POST", "/v1/plans/{plan_id}/apply", f"{url}/apply", headers=headers, json={"value": value}
+    )
 
 
 def walk_the_console(walk: ApiWalk, token: str, job_id: str) -> set[tuple[str, str]]:
@@ -304,8 +358,6 @@ def walk_the_console(walk: ApiWalk, token: str, job_id: str) -> set[tuple[str, s
         ),
         "/console/search": "/console/search?q=sentinel",
         "/console/orgs/{org_id}/default": f"/console/orgs/{org_id}/default",
-        "/console/orgs/{org_id}/default/set": f"/console/orgs/{org_id}/default/set?mode=byok",
-        "/console/orgs/{org_id}/default/clear": f"/console/orgs/{org_id}/default/clear",
     }
     for template, url in pages.items():
         walk.call("GET", template, url)
@@ -342,6 +394,34 @@ def walk_the_console(walk: ApiWalk, token: str, job_id: str) -> set[tuple[str, s
             expect=(303,),
             follow_redirects=False,
         )
+    # The plan confirmation: propose, show, approve (refused: the proposer's own), apply.
+    proposed = walk.call(
+        "POST",
+        "/console/orgs/{org_id}/default/plan",
+        f"/console/orgs/{org_id}/default/plan",
+        data={"mode": "byok"},
+        headers=origin,
+        expect=(303,),
+        follow_redirects=False,
+    )
+    plan_page = proposed.headers["location"]
+    walk.call("GET", "/console/plans/{plan_id}", plan_page)
+    walk.call(
+        "POST",
+        "/console/plans/{plan_id}/approve",
+        f"{plan_page}/approve",
+        headers=origin,
+        expect=(409,),
+        follow_redirects=False,
+    )
+    walk.call(
+        "POST",
+        "/console/plans/{plan_id}/apply",
+        f"{plan_page}/apply",
+        headers=origin,
+        expect=(303,),
+        follow_redirects=False,
+    )
     walk.call(
         "POST",
         "/console/whatif",
@@ -361,7 +441,7 @@ def walk_the_console(walk: ApiWalk, token: str, job_id: str) -> set[tuple[str, s
     )
     return {
         (method, route.path)
-        for router in (console_router, console_whatif_router)
+        for router in (console_router, console_whatif_router, console_plan_router)
         for route in router.routes
         if isinstance(route, APIRoute)
         for method in route.methods or ()

@@ -3,8 +3,9 @@
 The app serves a seeded store (a 40-workspace demo fleet, some overrides and org defaults set
 through the API so the audit log has history) to an admin token. ``schema.as_state_machine()``
 builds a Hypothesis rule-based state machine whose rules follow the links the document
-declares (``llmbilling.api.links``): an audit entry leads to its workspace's decision and its
-org, a decision to a conditional override write (``If-Match`` from its ``ETag``) or a
+declares (``llmbilling.api.links``): the org listing leads to an org's default and workspaces,
+a workspace listing to its first workspace's decision, provision and audit entries, a decision
+to a conditional override write (``If-Match`` from its ``ETag``) or a
 provision, a listing to its first decision or its next page, a what-if to its job. Every
 response is checked with schemathesis' default checks and the accepted statuses of the
 contract fuzz (``tests/api/test_api_contract_fuzz.py``): no 5xx, every status declared, body,
@@ -113,18 +114,16 @@ DECLARED_LINKS = {
     ("PUT", ORG_DEFAULT_PATH, "200", "ListOrgWorkspaces"): ("GET", ORG_WORKSPACES_PATH),
     ("PUT", ORG_DEFAULT_PATH, "200", "OrgAudit"): ("GET", AUDIT_PATH),
     ("GET", ORG_WORKSPACES_PATH, "200", "ReadFirstDecision"): ("GET", DECISION_PATH),
+    ("GET", ORG_WORKSPACES_PATH, "200", "ProvisionFirstWorkspace"): ("POST", PROVISION_ENV_PATH),
+    ("GET", ORG_WORKSPACES_PATH, "200", "FirstWorkspaceAudit"): ("GET", AUDIT_PATH),
     ("GET", ORG_WORKSPACES_PATH, "200", "NextPage"): ("GET", ORG_WORKSPACES_PATH),
     ("GET", ORG_WORKSPACES_PATH, "200", "ReadOrgDefault"): ("GET", ORG_DEFAULT_PATH),
     ("GET", ORGS_PATH, "200", "ListFirstOrgWorkspaces"): ("GET", ORG_WORKSPACES_PATH),
     ("GET", ORGS_PATH, "200", "ReadFirstOrgDefault"): ("GET", ORG_DEFAULT_PATH),
     ("GET", ORGS_PATH, "200", "NextPage"): ("GET", ORGS_PATH),
-    ("GET", AUDIT_PATH, "200", "ReadDecision"): ("GET", DECISION_PATH),
-    ("GET", AUDIT_PATH, "200", "ReadOrgDefault"): ("GET", ORG_DEFAULT_PATH),
-    ("GET", AUDIT_PATH, "200", "ListOrgWorkspaces"): ("GET", ORG_WORKSPACES_PATH),
     ("GET", AUDIT_PATH, "200", "NextPage"): ("GET", AUDIT_PATH),
     ("POST", WHATIF_PATH, "202", "ReadJob"): ("GET", WHATIF_JOB_PATH),
     ("GET", WHATIF_JOB_PATH, "200", "PollJob"): ("GET", WHATIF_JOB_PATH),
-    ("GET", WHATIF_JOB_PATH, "200", "ListOrgWorkspaces"): ("GET", ORG_WORKSPACES_PATH),
 }
 # The chains the issue asked for; the long run must follow each of them.
 REQUIRED_CHAINS = {
@@ -133,8 +132,9 @@ REQUIRED_CHAINS = {
     ("GET", DECISION_PATH, "200", "ProvisionEnv"),
     ("PUT", DECISION_PATH, "200", "ReadDecision"),
     ("GET", ORG_WORKSPACES_PATH, "200", "ReadFirstDecision"),
-    ("GET", AUDIT_PATH, "200", "ReadOrgDefault"),
-    ("GET", AUDIT_PATH, "200", "ListOrgWorkspaces"),
+    ("GET", ORGS_PATH, "200", "ListFirstOrgWorkspaces"),
+    ("GET", ORGS_PATH, "200", "ReadFirstOrgDefault"),
+    ("GET", ORG_WORKSPACES_PATH, "200", "ProvisionFirstWorkspace"),
     ("GET", ORG_DEFAULT_PATH, "200", "SetOrgDefault"),
     ("POST", WHATIF_PATH, "202", "ReadJob"),
 }

@@ -214,7 +214,6 @@ PINNED_TEMPLATES = [
     "console_audit_table.html",
     "console_search.html",
     "console_org_default.html",
-    "console_org_default_confirm.html",
 ]
 
 

@@ -1,5 +1,6 @@
-"""The console edits an org's default: set, change, clear, each through a confirmation bound to
-the org's version, audited through ``admin.set_org_default`` like the API's writes.
+"""The console edits an org's default: set, change, clear, each through a plan whose
+confirmation page shows its impact and applies it, audited through ``admin.set_org_default``
+like the API's writes, with the reason typed on the form.
 
 In-process tests (TestClient) pin who sees the controls and what a stale or forged post gets;
 the browser tests (Debian's Chromium) walk the journeys and save screenshots under
@@ -20,7 +21,6 @@ from playwright.sync_api import Browser, expect
 from tests.ui.browsing import chromium, log_in, save_screenshot, served_app
 
 from llmbilling.api.app import create_app
-from llmbilling.api.etags import org_etag
 from llmbilling.config.settings import Settings
 from llmbilling.service import admin, audit
 from llmbilling.service.context import ServiceContext
@@ -75,10 +75,6 @@ def _client(console: Console, token: str) -> TestClient:
     return client
 
 
-def _version(console: Console) -> str:
-    return org_etag(admin.get_org(console.context, console.org_id).row_version)
-
-
 # --- who may change it -----------------------------------------------------------------------
 
 
@@ -100,19 +96,6 @@ def test_only_a_token_that_may_write_the_org_sees_the_controls(
     assert ("Review the change…" in page) is controls
 
 
-def test_a_viewer_is_refused_the_confirmation_and_the_write(console: Console) -> None:
-    client = _client(console, console.viewer_token)
-    path = f"/console/orgs/{console.org_id}/default/set"
-
-    confirm = client.get(path, params={"mode": "byok"})
-    write = client.post(
-        path, data={"mode": "byok", "version": _version(console)}, headers={"Origin": ORIGIN}
-    )
-
-    assert confirm.status_code == write.status_code == 403
-    assert admin.get_org(console.context, console.org_id).billing_mode_default_raw is None
-
-
 def test_another_orgs_admin_finds_nothing_here(console: Console) -> None:
     client = _client(console, console.foreign_org_admin_token)
 
@@ -121,77 +104,65 @@ def test_another_orgs_admin_finds_nothing_here(console: Console) -> None:
     assert response.status_code == 404
 
 
-def test_a_write_from_another_site_is_refused(console: Console) -> None:
-    client = _client(console, console.admin_token)
+# Refusals of the proposal itself (viewer, another site, a mode that is none) are pinned by
+# tests/ui/test_console_plans.py; these pin what the org default page's form carries.
 
+
+def _propose(client: TestClient, console: Console, data: dict[str, str]) -> str:
+    """The confirmation page's path the proposal redirects to."""
     response = client.post(
-        f"/console/orgs/{console.org_id}/default/set",
-        data={"mode": "byok", "version": _version(console)},
-        headers={"Origin": "https://evil.example"},
+        f"/console/orgs/{console.org_id}/default/plan", data=data, headers={"Origin": ORIGIN}
     )
+    assert response.status_code == 303
+    return str(response.headers["location"])
 
-    assert response.status_code == 403
+
+def test_the_reason_typed_on_the_form_is_on_the_confirmation(console: Console) -> None:
+    client = _client(console, console.org_admin_token)
+
+    confirmation = _propose(client, console, {"mode": "byok", "reason": "ticket 41"})
+    page = client.get(confirmation)
+
+    assert 'name="reason" value="ticket 41"' in page.text
 
 
-@pytest.mark.parametrize("version", ["", "o1x", '"w1.o1.0123456789abcdef"'])
-def test_a_version_the_console_never_issued_is_a_400(console: Console, version: str) -> None:
-    client = _client(console, console.admin_token)
+def test_a_reason_the_write_would_refuse_is_refused_before_the_confirmation(
+    console: Console,
+) -> None:
+    client = _client(console, console.org_admin_token)
 
     response = client.post(
-        f"/console/orgs/{console.org_id}/default/set",
-        data={"mode": "byok", "version": version},
+        f"/console/orgs/{console.org_id}/default/plan",
+        data={"mode": "byok", "reason": "x" * (admin.MAX_REASON_LENGTH + 1)},
         headers={"Origin": ORIGIN},
     )
 
     assert response.status_code == 400
+    assert "reason:" in response.text
 
 
-def test_a_confirmation_with_a_mode_that_is_none_is_a_400_naming_it(console: Console) -> None:
-    client = _client(console, console.admin_token)
-
-    response = client.get(
-        f"/console/orgs/{console.org_id}/default/set", params={"mode": "platform-managed"}
-    )
-
-    assert response.status_code == 400
-    assert "mode:" in response.text
-
-
-def test_a_stale_confirmation_changes_nothing_and_says_so(console: Console) -> None:
+def test_an_applied_plan_is_audited_under_the_token_with_its_reason(console: Console) -> None:
     client = _client(console, console.org_admin_token)
-    seen = _version(console)
-    admin.set_org_default(console.context, console.org_id, "disabled")  # someone else, meanwhile
+    plan_path = _propose(client, console, {"mode": "byok"}).split("?")[0]
 
     response = client.post(
-        f"/console/orgs/{console.org_id}/default/set",
-        data={"mode": "byok", "version": seen},
-        headers={"Origin": ORIGIN},
-    )
-
-    assert response.status_code == 409
-    assert "Changed since you looked" in response.text
-    assert admin.get_org(console.context, console.org_id).billing_mode_default_raw == "disabled"
-    admin.set_org_default(console.context, console.org_id, None)
-
-
-def test_a_write_is_audited_under_the_token_with_its_reason(console: Console) -> None:
-    client = _client(console, console.org_admin_token)
-
-    response = client.post(
-        f"/console/orgs/{console.org_id}/default/set",
-        data={"mode": "byok", "version": _version(console), "reason": "ticket 42"},
+        f"{plan_path}/apply",
+        data={"reason": "ticket 42"},
         headers={"Origin": ORIGIN, "X-Request-ID": "org-default-audit-1"},
     )
 
     assert response.status_code == 303
-    (entry,) = [
+    entries = [
         entry
         for entry in audit.list_entries(console.context, org_id=console.org_id, limit=50)
         if entry.request_id == "org-default-audit-1"
     ]
-    assert entry.action == "org.billing_mode_default_set"
-    assert entry.actor == f"token:{console.org_admin_token_id}"
-    assert entry.after == {"llm_billing_mode_default": "byok", "reason": "ticket 42"}
+    by_action = {entry.action: entry for entry in entries}
+    assert set(by_action) == {"org.billing_mode_default_set", "plan.applied"}
+    written = by_action["org.billing_mode_default_set"]
+    assert written.actor == f"token:{console.org_admin_token_id}"
+    assert written.after == {"llm_billing_mode_default": "byok", "reason": "ticket 42"}
+    assert by_action["plan.applied"].reason == "ticket 42"
     admin.set_org_default(console.context, console.org_id, None)
 
 
@@ -244,12 +215,15 @@ def test_an_org_admin_sets_changes_and_clears_the_org_default_in_the_browser(
     expect(page.get_by_role("status")).to_contain_text("Org default cleared.")
     expect(page.get_by_role("button", name="Clear the org default…")).to_have_count(0)
 
-    # Each change is in the org's audit trail, newest first, the reason with the first.
+    # Each change is in the org's audit trail (among its plans' entries), newest first, the
+    # reason typed on the form with the first.
     page.get_by_role("link", name="This org's audit trail").click()
     rows = page.locator("table.audit tbody tr")
-    expect(rows.nth(0)).to_contain_text("org.billing_mode_default_cleared")
-    expect(rows.nth(1)).to_contain_text("disabled")
-    expect(rows.nth(2)).to_contain_text("moving to own keys")
+    cleared = rows.filter(has_text="org.billing_mode_default_cleared")
+    set_rows = rows.filter(has_text="org.billing_mode_default_set")
+    expect(cleared.nth(0)).to_be_visible()
+    expect(set_rows.nth(0)).to_contain_text("disabled")
+    expect(set_rows.nth(1)).to_contain_text("moving to own keys")
     page.close()
 
 

@@ -2,9 +2,9 @@
 
 The app holds one :class:`ServiceContext` (``app.state.context``), its own Prometheus
 registry (``app.state.metrics``), the memory of recently verified tokens that keeps reads
-working through a store outage (``app.state.recent_principals``), the what-if jobs of this
-process (``app.state.whatif_jobs``). Each server's shutdown closes the context's reader of the
-event loop it served on.
+working through a store outage (``app.state.recent_principals``), the stored what-if jobs
+and this process's worker (``app.state.whatif_jobs``). Each server's shutdown closes the
+context's reader of the event loop it served on.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from llmbilling.api.auth import RecentPrincipals
+from llmbilling.api.console.plan_pages import router as console_plan_router
 from llmbilling.api.console.routes import root_router as console_root_router
 from llmbilling.api.console.routes import router as console_router
 from llmbilling.api.console.session import ConsoleSessions
@@ -36,9 +37,10 @@ from llmbilling.api.problems import (
     problem_body,
 )
 from llmbilling.api.routes import ROUTERS
+from llmbilling.api.schemas import proposal_document_schemas
 from llmbilling.config.settings import Settings
 from llmbilling.service.context import ServiceContext
-from llmbilling.service.whatif_jobs import WhatIfJobs, WhatIfLimits
+from llmbilling.service.whatif_jobs import JobLease, WhatIfJobs, WhatIfLimits
 
 API_TITLE = "llmbilling admin API"
 API_DESCRIPTION = (
@@ -55,10 +57,17 @@ def create_app(
     owned = context is None
     service_context = context or ServiceContext.from_settings(settings or Settings())
 
-    whatif_jobs = WhatIfJobs(service_context, WhatIfLimits.from_settings(settings or Settings()))
+    job_settings = settings or Settings()
+    whatif_jobs = WhatIfJobs(
+        service_context,
+        WhatIfLimits.from_settings(job_settings),
+        JobLease.from_settings(job_settings),
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Every replica works on the stored queue, whichever replica a job was started on.
+        whatif_jobs.open()
         try:
             yield
         finally:
@@ -106,6 +115,7 @@ def create_app(
     app.include_router(console_router)
     app.include_router(console_root_router)
     app.include_router(console_whatif_router)
+    app.include_router(console_plan_router)
     app.include_router(docs_router)
 
     def openapi() -> dict[str, Any]:
@@ -117,8 +127,26 @@ def create_app(
                 description=app.description,
                 routes=app.routes,
             )
-            app.openapi_schema = declare_problems(document)
+            document.setdefault("components", {}).setdefault("schemas", {}).update(
+                proposal_document_schemas()
+            )
+            app.openapi_schema = declare_problems(_parameters_without_null(document))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _parameters_without_null(document: dict[str, Any]) -> dict[str, Any]:
+    """Drop the ``null`` branch FastAPI gives an optional path, query or header parameter: such
+    a parameter is absent or a value, and the text ``null`` (what a client would send for a
+    JSON null) is not one of its values."""
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                branches = [b for b in schema.get("anyOf", []) if b != {"type": "null"}]
+                if "anyOf" in schema and len(branches) == 1:
+                    del schema["anyOf"]
+                    schema.update(branches[0])
+    return document

@@ -13,6 +13,14 @@ from dataclasses import dataclass
 
 from llmbilling.service.resolve import DecisionVersion
 
+# RFC 9110 §8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE, etagc = %x21 / %x23-7E, that
+# is [!#-~] (obs-text is left out: a header is ASCII here). Our own tags are a subset of this.
+ENTITY_TAG_PATTERN = r'(W/)?"[!#-~]*"'
+ETAG_HEADER_PATTERN = f"^{ENTITY_TAG_PATTERN}$"
+# If-Match and If-None-Match (§13.1.1, §13.1.2): "*" or a comma-separated list of entity tags.
+# A header of another form is a 400 naming it, not a condition that merely fails.
+CONDITION_HEADER_PATTERN = rf"^(\*|{ENTITY_TAG_PATTERN}([ \t]*,[ \t]*{ENTITY_TAG_PATTERN})*)$"
+
 _DECISION_TAG = re.compile(r'^"w(\d{1,18})\.o(\d{1,18})\.([0-9a-f]{16})"$')
 _ORG_TAG = re.compile(r'^"o(\d{1,18})"$')
 

@@ -2,13 +2,17 @@
 
 Each constant is the ``links`` map of one response (OpenAPI 3.1 Link objects), declared in
 that route's decorator beside the response it belongs to. They document how to walk the API
-(audit entry → workspace → its override; org → its workspaces → a decision; a what-if → its
-job) and they are what schemathesis' stateful mode follows to chain calls
-(``tests/reliability/test_stateful_fuzz.py``). A link names its target by ``operationRef``
+(org listing → an org's default and workspaces → a workspace's decision, provision and audit
+entries → a conditional override write; a what-if → its job) and they are what schemathesis'
+stateful mode follows to chain calls (``tests/reliability/test_stateful_fuzz.py``,
+``tests/reliability/test_schemathesis_contract.py``). A link names its target by ``operationRef``
 (path and method), so renaming a route function does not break it.
 
-The decision record (spec §2) carries no ``org_id``, so the org routes are reached from an
-audit entry or a listing item, never from a decision.
+A link only ever hands on a value that is a real id whenever it resolves: a path parameter of
+the call made, a non-null field of an answer, a listing's first item (absent, so not followed,
+when the page is empty). Nullable fields (an audit entry's ``org_id``, a job's ``org_id``) are
+never link sources. The decision record (spec §2) carries no ``org_id``, so the org routes are
+reached from the org listing or a workspace listing, never from a decision.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ ORG_WORKSPACES_PATH = "/v1/orgs/{org_id}/workspaces"
 ORGS_PATH = "/v1/orgs"
 AUDIT_PATH = "/v1/audit"
 WHATIF_JOB_PATH = "/v1/whatif/{job_id}"
+PLAN_PATH = "/v1/plans/{plan_id}"
+PLAN_APPROVE_PATH = "/v1/plans/{plan_id}/approve"
+PLAN_APPLY_PATH = "/v1/plans/{plan_id}/apply"
 
 Links = dict[str, dict[str, Any]]
 
@@ -75,10 +82,13 @@ def _decision_links(workspace_id: str, *, read_again: bool) -> Links:
     return links
 
 
+# The workspace a call was about is its path's: the record's `workspace_id` is nullable in the
+# schema (a decision without a workspace), so a link from it could hand on a null.
+_REQUESTED_WORKSPACE = "$request.path.workspace_id"
 # GET /v1/workspaces/{workspace_id}/llm-billing-mode → 200
-DECISION_READ_LINKS = _decision_links("$response.body#/workspace_id", read_again=False)
+DECISION_READ_LINKS = _decision_links(_REQUESTED_WORKSPACE, read_again=False)
 # PUT and DELETE /v1/workspaces/{workspace_id}/llm-billing-mode → 200 (the new decision)
-DECISION_WRITE_LINKS = _decision_links("$response.body#/workspace_id", read_again=True)
+DECISION_WRITE_LINKS = _decision_links(_REQUESTED_WORKSPACE, read_again=True)
 
 # POST /v1/workspaces/{workspace_id}/provision-env → 200
 PROVISION_ENV_LINKS: Links = {
@@ -86,13 +96,13 @@ PROVISION_ENV_LINKS: Links = {
         "GET",
         DECISION_PATH,
         "The decision of the workspace just provisioned.",
-        {"workspace_id": "$response.body#/workspace_id"},
+        {"workspace_id": _REQUESTED_WORKSPACE},
     ),
     "WorkspaceAudit": link(
         "GET",
         AUDIT_PATH,
         "The audit entries of the workspace just provisioned.",
-        {"query.workspace_id": "$response.body#/workspace_id"},
+        {"query.workspace_id": _REQUESTED_WORKSPACE},
     ),
 }
 
@@ -126,13 +136,26 @@ ORG_DEFAULT_READ_LINKS = _org_default_links(read_again=False)
 # PUT /v1/orgs/{org_id}/llm-billing-mode-default → 200
 ORG_DEFAULT_WRITE_LINKS = _org_default_links(read_again=True)
 
-# GET /v1/orgs/{org_id}/workspaces → 200
+_FIRST_WORKSPACE = "$response.body#/items/0/workspace/id"
+# GET /v1/orgs/{org_id}/workspaces → 200 (an empty page resolves no item link: none is followed)
 ORG_WORKSPACES_LINKS: Links = {
     "ReadFirstDecision": link(
         "GET",
         DECISION_PATH,
         "The decision of the page's first workspace.",
-        {"workspace_id": "$response.body#/items/0/workspace/id"},
+        {"workspace_id": _FIRST_WORKSPACE},
+    ),
+    "ProvisionFirstWorkspace": link(
+        "POST",
+        PROVISION_ENV_PATH,
+        "Provision the page's first workspace.",
+        {"workspace_id": _FIRST_WORKSPACE},
+    ),
+    "FirstWorkspaceAudit": link(
+        "GET",
+        AUDIT_PATH,
+        "The audit entries of the page's first workspace.",
+        {"query.workspace_id": _FIRST_WORKSPACE},
     ),
     "NextPage": link(
         "GET",
@@ -173,26 +196,9 @@ ORGS_LINKS: Links = {
     ),
 }
 
-# GET /v1/audit → 200
+# GET /v1/audit → 200. No link from an entry's `org_id` or `workspace_id`: either may be null
+# (an entry about the deployment, or about an org only), and a link would hand the null on.
 AUDIT_LINKS: Links = {
-    "ReadDecision": link(
-        "GET",
-        DECISION_PATH,
-        "The decision of the newest entry's workspace (when it names one).",
-        {"workspace_id": "$response.body#/items/0/workspace_id"},
-    ),
-    "ReadOrgDefault": link(
-        "GET",
-        ORG_DEFAULT_PATH,
-        "The default of the newest entry's org (when it names one).",
-        {"org_id": "$response.body#/items/0/org_id"},
-    ),
-    "ListOrgWorkspaces": link(
-        "GET",
-        ORG_WORKSPACES_PATH,
-        "The workspaces of the newest entry's org (when it names one).",
-        {"org_id": "$response.body#/items/0/org_id"},
-    ),
     "NextPage": link(
         "GET",
         AUDIT_PATH,
@@ -223,10 +229,23 @@ WHATIF_JOB_LINKS: Links = {
         "Read the job again (until it is done).",
         {"job_id": "$response.body#/id"},
     ),
-    "ListOrgWorkspaces": link(
-        "GET",
-        ORG_WORKSPACES_PATH,
-        "The workspaces of the job's org (a job of one org only).",
-        {"org_id": "$response.body#/org_id"},
-    ),
 }
+
+
+def _plan_links(plan_id: str, *, read_again: bool) -> Links:
+    """From an answer that names a plan: approve it, apply it (and read it again)."""
+    links: Links = {
+        "ApprovePlan": link("POST", PLAN_APPROVE_PATH, "Approve this plan.", {"plan_id": plan_id}),
+        "ApplyPlan": link("POST", PLAN_APPLY_PATH, "Apply this plan.", {"plan_id": plan_id}),
+    }
+    if read_again:
+        links["ReadPlan"] = link("GET", PLAN_PATH, "Read this plan.", {"plan_id": plan_id})
+    return links
+
+
+# POST /v1/plans → 201
+PLAN_PROPOSED_LINKS = _plan_links("$response.body#/id", read_again=True)
+# GET /v1/plans/{plan_id}, POST …/approve, POST …/apply → 200
+PLAN_LINKS = _plan_links("$request.path.plan_id", read_again=False)
+# GET /v1/plans → 200 (the newest plan: the first item)
+PLAN_LIST_LINKS = _plan_links("$response.body#/plans/0/id", read_again=True)

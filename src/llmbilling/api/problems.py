@@ -18,9 +18,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from llmbilling.api.observability import Metrics
 from llmbilling.errors import (
+    ChangeConflictError,
     ConflictError,
     DocumentError,
     ErrorCode,
@@ -83,7 +85,13 @@ def status_for(error: LlmBillingError | type[LlmBillingError]) -> int:
 
 
 def problem_body(
-    status: int, code: str, message: str, *, field: str | None = None, allowed: Any = None
+    status: int,
+    code: str,
+    message: str,
+    *,
+    field: str | None = None,
+    allowed: Any = None,
+    extensions: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": f"urn:llmbilling:problem:{code.lower().replace('_', '-')}",
@@ -96,6 +104,10 @@ def problem_body(
         body["field"] = field
     if allowed is not None:
         body["allowed"] = list(allowed)
+    if extensions is not None:
+        # RFC 9457 extension members (what moved, which danger classes): never the
+        # members above.
+        body.update({key: value for key, value in extensions.items() if key not in body})
     return body
 
 
@@ -108,13 +120,14 @@ def problem_response(
     field: str | None = None,
     allowed: Any = None,
     headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
 ) -> Response:
     """A problem response, counted in the errors metric by code."""
     if request is not None:
         metrics: Metrics = request.app.state.metrics
         metrics.count_error(code)
     return JSONResponse(
-        problem_body(status, code, message, field=field, allowed=allowed),
+        problem_body(status, code, message, field=field, allowed=allowed, extensions=extensions),
         status_code=status,
         media_type=PROBLEM_MEDIA_TYPE,
         headers=dict(headers or {}),
@@ -130,8 +143,16 @@ def error_response(request: Request, error: LlmBillingError) -> Response:
         headers = {"Retry-After": str(error.retry_after)}
     field = error.field if isinstance(error, InvalidInputError) else None
     allowed = error.allowed if isinstance(error, InvalidInputError) else None
+    extensions = error.details if isinstance(error, ChangeConflictError) else None
     return problem_response(
-        request, status, error.code, error.message, field=field, allowed=allowed, headers=headers
+        request,
+        status,
+        error.code,
+        error.message,
+        field=field,
+        allowed=allowed,
+        headers=headers,
+        extensions=extensions,
     )
 
 
@@ -176,6 +197,11 @@ async def _http_error(request: Request, error: Exception) -> Response:
             request, 404, RouteNotFoundError.code, f"no route {request.url.path}"
         )
     if error.status_code == 405:
+        allowed = allowed_methods(request)
+        if request.method == "OPTIONS":
+            # OPTIONS on any resource: what it supports, no body (RFC 9110 §9.3.7).
+            return Response(status_code=204, headers={"Allow": allowed})
+        headers["Allow"] = allowed
         return problem_response(
             request,
             405,
@@ -191,6 +217,25 @@ async def _http_error(request: Request, error: Exception) -> Response:
         )
     code = f"HTTP_{error.status_code}"
     return problem_response(request, error.status_code, code, str(error.detail), headers=headers)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """The ``Allow`` value of the resource at the request's path: every method some route
+    serves there, plus ``OPTIONS``, which every resource answers. (FastAPI makes one route per
+    method, so Starlette's own 405 names only the first route's.) Each method is asked of the
+    router as a request of it would be routed."""
+    routes = request.app.router.routes
+    served = {
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    }
+    return ", ".join(sorted({*served, "OPTIONS"}))
 
 
 def install_problem_handlers(app: FastAPI) -> None:

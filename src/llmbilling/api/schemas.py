@@ -6,11 +6,20 @@ models describe those shapes exactly (the schema fuzz test checks every response
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+)
+from pydantic.json_schema import models_json_schema
 
 from llmbilling.core.decision import ProvisioningStatus
 from llmbilling.core.modes import (
@@ -21,9 +30,43 @@ from llmbilling.core.modes import (
     RungName,
     RungStatus,
 )
+from llmbilling.core.policy import PolicyDocument
+from llmbilling.core.registry import RegistryDocument
 from llmbilling.service.admin import MAX_REASON_LENGTH, REASON_PATTERN
 
 MAX_MODEL_LENGTH = 200
+
+
+# RFC 3339 §5.6 date-time (the document's `format: date-time`): full-date "T" full-time with
+# a "Z" or numeric offset ("t" and "z" may be lower case). Pydantic alone would also take a
+# number of seconds ("0.5") or a date without a time, which the document does not allow.
+_LOCAL_DATE_TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+_RFC3339_DATE_TIME = re.compile(_LOCAL_DATE_TIME + r"([Zz]|[+-][0-9]{2}:[0-9]{2})")
+_EXAMPLE_TIME = "2026-01-31T12:00:00Z"
+
+
+def _rfc3339_text(value: object) -> object:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _RFC3339_DATE_TIME.fullmatch(value):
+        return value
+    if isinstance(value, str) and re.fullmatch(_LOCAL_DATE_TIME, value):
+        raise ValueError(f"must name its time zone, Z or an offset (e.g. {_EXAMPLE_TIME})")
+    raise ValueError(f"is not an RFC 3339 date-time (e.g. {_EXAMPLE_TIME})")
+
+
+def _in_utc(moment: datetime) -> datetime:
+    # 9999-12-31T23:00:00-05:00 is valid RFC 3339 but after the last instant Python (and the
+    # store) can hold in UTC: a 400 naming the field, not a fault further in.
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the years 0001-9999 once taken to UTC") from None
+
+
+Rfc3339DateTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_in_utc)]
+"""A time as the document's ``format: date-time`` says: RFC 3339 text with an offset only,
+given to the caller in UTC (the same instant)."""
 
 
 class _Model(BaseModel):
@@ -97,7 +140,8 @@ class Decision(_Model):
     provisioning: ProvisioningModel
 
 
-def _reason() -> Any:
+def reason_field() -> Any:
+    """The ``reason`` member of a write's body."""
     # Documented, checked by the service (whose 400 says what is wrong in words).
     return Field(
         default=None,
@@ -112,8 +156,8 @@ class SetOverride(_Model):
         description="One of the three modes, exactly.",
         json_schema_extra={"enum": list(MODE_VALUES)},
     )
-    reason: str | None = _reason()
-    expires_at: AwareDatetime | None = Field(
+    reason: str | None = reason_field()
+    expires_at: Rfc3339DateTime | None = Field(
         default=None,
         description="RFC 3339 time with a time zone, in the future: past it the override no"
         " longer decides (the trace says it expired). null: it does not expire.",
@@ -151,7 +195,7 @@ class SetOrgDefault(_Model):
         ),
         json_schema_extra={"pattern": ORG_DEFAULT_PATTERN},
     )
-    reason: str | None = _reason()
+    reason: str | None = reason_field()
 
 
 class Workspace(_Model):
@@ -238,19 +282,55 @@ class Health(_Model):
 # --- fleet what-if -------------------------------------------------------------------------------
 
 
+COMPONENT_REF = "#/components/schemas/{model}"
+# The route takes each document as a mapping and compiles it with the core's own model (a
+# problem there is a 422 naming the path inside it): the document's schema is that model's.
+_PROPOSED_DOCUMENTS: dict[str, type[BaseModel]] = {
+    "policy": PolicyDocument,
+    "registry": RegistryDocument,
+}
+
+
 class WhatIfRequest(_Model):
     policy: dict[str, Any] | None = Field(
         default=None,
         description="A proposed precedence policy document (`llmbilling policy show` prints"
-        " today's); null keeps today's policy.",
+        " today's); null keeps today's policy. Beyond its schema a policy must end with"
+        " `deployment_default`, name each rung once, and put `org_default` before"
+        " `derived_provider` for `own_key_wins_over_org_default` (else a 422).",
     )
     registry: dict[str, Any] | None = Field(
         default=None,
-        description="A proposed provider registry document; null keeps today's registry.",
+        description="A proposed provider registry document; null keeps today's registry."
+        " Beyond its schema: unique provider and runtime ids, exactly one `platform: true`"
+        " provider, runtimes listing declared providers once each, patterns expressible as"
+        " exact ids and prefixes (else a 422).",
     )
     org_id: UUID | None = Field(
         default=None, description="Only this org's workspaces; null = the whole fleet (admin)."
     )
+
+
+def whatif_request_schema() -> dict[str, Any]:
+    """The JSON Schema of a :class:`WhatIfRequest` body, each proposed document referring to
+    its model's schema among the components (:func:`proposal_document_schemas`)."""
+    schema = WhatIfRequest.model_json_schema()
+    for field, document in _PROPOSED_DOCUMENTS.items():
+        declared = dict(schema["properties"][field])
+        reference = {"$ref": COMPONENT_REF.format(model=document.__name__)}
+        declared["anyOf"] = [reference, {"type": "null"}]
+        schema["properties"][field] = declared
+    return schema
+
+
+def proposal_document_schemas() -> dict[str, Any]:
+    """The OpenAPI components of the documents a what-if proposes, generated from the models
+    that validate them (:class:`PolicyDocument`, :class:`RegistryDocument`)."""
+    _, schemas = models_json_schema(
+        [(document, "validation") for document in _PROPOSED_DOCUMENTS.values()],
+        ref_template=COMPONENT_REF,
+    )
+    return dict(schemas.get("$defs", {}))
 
 
 class _Transition(_Model):
@@ -312,6 +392,11 @@ class WhatIfJobSummary(_Model):
     created_at: datetime
     finished_at: datetime | None
     error: DecisionErrorModel | None
+    requested_by: str = Field(description="The actor that started it, as the audit log names it.")
+    attempts: int = Field(
+        description="Runs begun: more than one when a replica running it was lost and another"
+        " ran it again from the start."
+    )
 
 
 class WhatIfJob(WhatIfJobSummary):
@@ -320,8 +405,8 @@ class WhatIfJob(WhatIfJobSummary):
 
 class WhatIfJobList(_Model):
     jobs: list[WhatIfJobSummary] = Field(
-        description="The jobs the token may read, newest first; jobs live in the memory of the"
-        " process that ran them, so each replica lists its own."
+        description="The jobs the token may read, newest first; jobs are stored, so every"
+        " replica lists every replica's."
     )
 
 

@@ -6,6 +6,14 @@ from typing import Annotated, Any
 
 import typer
 
+from llmbilling.cli.plan_commands import (
+    AcknowledgeOption,
+    PreviewOption,
+    ReasonOption,
+    guard_of,
+    propose_and_print,
+    refuse_preview_with_acknowledge,
+)
 from llmbilling.cli.resolve_command import explain
 from llmbilling.cli.store_options import (
     ActorOption,
@@ -20,16 +28,12 @@ from llmbilling.cli.store_options import (
 from llmbilling.cli.tables import print_rows
 from llmbilling.core.decision import BillingDecision
 from llmbilling.errors import InvalidInputError
-from llmbilling.service import admin, orgs
+from llmbilling.service import admin, orgs, plans
 from llmbilling.service.admin import OrgView, WorkspaceView
 from llmbilling.service.context import parse_id
 from llmbilling.service.resolve import resolve_workspace
 from llmbilling.store.tables import DEFAULT_RUNTIME
 
-ReasonOption = Annotated[
-    str | None,
-    typer.Option("--reason", help="Why (at most 500 printable characters): kept in the audit log."),
-]
 org_app = typer.Typer(help="Organizations and their default billing mode.", no_args_is_help=True)
 workspace_app = typer.Typer(
     help="Workspaces, their overrides and their decisions.", no_args_is_help=True
@@ -93,6 +97,8 @@ def org_set_default(
     mode: Annotated[str | None, typer.Argument(help="The org default billing mode.")] = None,
     clear: Annotated[bool, typer.Option("--clear", help="Remove the org default.")] = False,
     reason: ReasonOption = None,
+    preview: PreviewOption = False,
+    acknowledge: AcknowledgeOption = None,
     as_json: JsonOption = False,
     actor: ActorOption = None,
     database_url: DatabaseUrlOption = None,
@@ -100,13 +106,19 @@ def org_set_default(
     """Set (or --clear) an organization's default billing mode."""
     if (mode is None) == (not clear):
         raise InvalidInputError("mode", "give a mode or --clear, not both or neither")
+    refuse_preview_with_acknowledge(preview, acknowledge)
     with service_context(database_url) as context:
+        change = plans.org_default_change(org_id, None if clear else mode)
+        if preview:
+            propose_and_print(context, change, actor=actor, as_json=as_json)
+            return
         org = admin.set_org_default(
             context,
-            org_id,
-            None if clear else mode,
+            change.org_id,
+            change.mode,
             audit_context=audit_context(actor),
             reason=reason,
+            under_lock=guard_of(context, change, acknowledge),
         )
     if as_json:
         print_json(org.to_dict())
@@ -240,11 +252,19 @@ def workspace_set_override(
             " override no longer decides.",
         ),
     ] = None,
+    preview: PreviewOption = False,
+    acknowledge: AcknowledgeOption = None,
+    as_json: JsonOption = False,
     actor: ActorOption = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Pin a workspace's billing mode."""
+    refuse_preview_with_acknowledge(preview, acknowledge)
     with service_context(database_url) as context:
+        change = plans.override_change(workspace_id, mode, expires_at)
+        if preview:
+            propose_and_print(context, change, actor=actor, as_json=as_json)
+            return
         written = admin.set_override(
             context,
             workspace_id,
@@ -252,7 +272,11 @@ def workspace_set_override(
             audit_context=audit_context(actor),
             reason=reason,
             expires_at=expires_at,
+            under_lock=guard_of(context, change, acknowledge),
         )
+    if as_json:
+        print_json(written.decision.to_dict())
+        return
     decision = written.decision
     console.print(
         f"workspace {decision.workspace_id}: override {mode}"
@@ -264,14 +288,30 @@ def workspace_set_override(
 def workspace_clear_override(
     workspace_id: WorkspaceIdArgument,
     reason: ReasonOption = None,
+    preview: PreviewOption = False,
+    acknowledge: AcknowledgeOption = None,
+    as_json: JsonOption = False,
     actor: ActorOption = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Remove a workspace's override: it inherits again."""
+    refuse_preview_with_acknowledge(preview, acknowledge)
     with service_context(database_url) as context:
+        change = plans.override_change(workspace_id, None)
+        if preview:
+            propose_and_print(context, change, actor=actor, as_json=as_json)
+            return
         written = admin.set_override(
-            context, workspace_id, None, audit_context=audit_context(actor), reason=reason
+            context,
+            workspace_id,
+            None,
+            audit_context=audit_context(actor),
+            reason=reason,
+            under_lock=guard_of(context, change, acknowledge),
         )
+    if as_json:
+        print_json(written.decision.to_dict())
+        return
     decision = written.decision
     console.print(
         f"workspace {decision.workspace_id}: override cleared (inherit; decides"

@@ -101,6 +101,11 @@ COMMANDS: Mapping[str, LazyCommand] = MappingProxyType(
             "Serve the admin API until interrupted (logs: JSON lines on stderr).",
         ),
         "token": LazyCommand("token_commands", "token_app", "Bearer tokens of the admin API."),
+        "plan": LazyCommand(
+            "plan_commands",
+            "plan_app",
+            "Change plans: show, approve and apply what a --preview stored.",
+        ),
     }
 )
 _LISTING = "llmbilling.listing_commands"

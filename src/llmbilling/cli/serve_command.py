@@ -42,6 +42,8 @@ from llmbilling.service.tokens import (
 )
 
 DEMO_WORKSPACES = 200
+# How long a stopping server waits for open responses (an OFREP event stream lives 15 s).
+GRACEFUL_SHUTDOWN_SECONDS = 5
 DEMO_SEED = 1
 DEMO_TOKEN_NAME = "demo"
 DEMO_TOKEN_SUFFIX = ".demo-token"
@@ -74,6 +76,9 @@ def serve(
             token = _prepare_demo(context, token_file)
             _print_demo_guide(context, f"http://{host}:{port}", token, token_file)
         limits = RequestHeadLimits(settings.max_request_head_bytes, settings.max_request_headers)
+        # Other replicas' writes reach this one (and, on PostgreSQL, the decision inputs are
+        # served from memory while it is connected); closed with the context.
+        context.change_feed.start()
         run_server(create_app(settings, context=context), host=host, port=port, head_limits=limits)
     finally:
         context.close()
@@ -97,7 +102,17 @@ def run_server(
     # are left out of the cyclic collector's full collections. Under load those came about
     # once a second and walked that whole heap, stalling every request for ~100 ms.
     gc.freeze()
-    uvicorn.run(app, host=host, port=port, http=protocol, log_config=None, access_log=False)
+    # An open OFREP event stream would hold a shutdown for its whole lifetime; its providers
+    # reconnect to another replica anyway.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        http=protocol,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
 
 
 def demo_token_file(database: str) -> Path:

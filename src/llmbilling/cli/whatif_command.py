@@ -54,10 +54,34 @@ def whatif(
         Path | None, typer.Option(help="Write report.json, transitions.csv and report.html here.")
     ] = None,
     samples: Annotated[int, typer.Option(help="Workspace ids kept per transition.")] = 20,
+    proxy_configured: Annotated[
+        bool | None,
+        typer.Option(
+            "--proxy-configured/--no-proxy-configured",
+            help="A deployment change instead: the metering proxy configured, or not.",
+            show_default=False,
+        ),
+    ] = None,
+    env_org_default: Annotated[
+        str | None,
+        typer.Option(
+            "--env-org-default",
+            help="A deployment change instead: MOLECULE_LLM_BILLING_MODE set to MODE"
+            " ('' unsets it).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Preview every workspace's decision under a proposed policy and/or registry."""
+    if proxy_configured is not None or env_org_default is not None:
+        if policy is not None or registry is not None or out is not None:
+            raise InvalidInputError(
+                "--proxy-configured",
+                "a deployment change is previewed alone: without --policy, --registry, --out",
+            )
+        _preview_deployment(proxy_configured, env_org_default, org, as_json, database_url)
+        return
     if policy is None and registry is None:
         raise InvalidInputError("--policy", "give --policy, --registry or both")
     if samples < 0:
@@ -106,6 +130,36 @@ def whatif(
     else:
         _summarize(report, Console())
     if report.has_danger:
+        raise typer.Exit(DANGER_EXIT_CODE)
+
+
+def _preview_deployment(
+    proxy_configured: bool | None,
+    env_org_default: str | None,
+    org: str | None,
+    as_json: bool,
+    database_url: str | None,
+) -> None:
+    """A deployment setting change previewed as the plans preview it (nothing stored)."""
+    # Imported here: only this path needs the plans' printer.
+    from llmbilling.cli.plan_commands import print_impact
+    from llmbilling.service import plans
+
+    if env_org_default is None:
+        change = plans.deployment_change(proxy_configured=proxy_configured)
+    else:
+        change = plans.deployment_change(
+            proxy_configured=proxy_configured, org_default=env_org_default or None
+        )
+    with service_context(database_url) as context:
+        org_id = None if org is None else org_option(context, org)
+        preview = plans.preview_change(context, change, org_id=org_id)
+    document = preview.to_document()
+    if as_json:
+        print_json(document)
+    else:
+        print_impact(document)
+    if preview.has_danger:
         raise typer.Exit(DANGER_EXIT_CODE)
 
 

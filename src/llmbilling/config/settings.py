@@ -103,7 +103,7 @@ class Settings(BaseSettings):
         default=100, ge=16, description="A request with more header fields is refused (431)"
     )
     whatif_keep_per_org: int = Field(
-        default=20, ge=1, description="Finished what-if jobs kept in memory per org"
+        default=20, ge=1, description="Finished what-if jobs kept in the store per org"
     )
     whatif_active_per_org: int = Field(
         default=2, ge=1, description="What-if jobs an org may have queued or running at once"
@@ -113,6 +113,31 @@ class Settings(BaseSettings):
     )
     whatif_start_burst: int = Field(
         default=5, ge=1, description="What-if jobs an org may start at once after a pause"
+    )
+    guard_dangerous_writes: bool = Field(
+        default=False,
+        description="Refuse (409) a write that would create danger-class workspaces unless "
+        "the request acknowledges each class by name",
+    )
+    dangerous_plans_need_approval: bool = Field(
+        default=False,
+        description="A plan with danger classes is applied only after a second token "
+        "approves it; a dangerous direct write must then go through a plan",
+    )
+    plan_ttl_seconds: int = Field(
+        default=15 * 60, ge=1, le=7 * 86400, description="A change plan expires this long after"
+    )
+    whatif_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A running what-if job whose worker has not renewed its lease for this"
+        " long is run again by another worker (or fails, on its last attempt)",
+    )
+    whatif_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often an idle what-if worker looks for queued jobs"
+    )
+    whatif_attempts: int = Field(
+        default=2, ge=1, description="Runs a what-if job gets before a lost worker fails it"
     )
 
     deployment_billing_mode: str | None = Field(

@@ -124,12 +124,46 @@ def _compare(
     )
     before = resolve_billing_mode(inputs, current.registry, current.policy).outcome
     after = resolve_billing_mode(inputs, proposed.registry, proposed.policy).outcome
-    change = _change(
-        (before.mode.value, after.mode.value),
-        (before.source.value, after.source.value),
-        _dangers(before, after, auth_env, proxy_configured, current, proposed),
+    change = change_between(
+        before,
+        after,
+        before_auth_env=auth_env,
+        after_auth_env=auth_env,
+        before_proxy=proxy_configured,
+        after_proxy=proxy_configured,
+        current=current,
+        proposed=proposed,
     )
     return Comparison(before, after, change)
+
+
+def change_between(
+    before: ChainOutcome,
+    after: ChainOutcome,
+    *,
+    before_auth_env: frozenset[str],
+    after_auth_env: frozenset[str],
+    before_proxy: bool,
+    after_proxy: bool,
+    current: Configuration,
+    proposed: Configuration,
+) -> Change:
+    """The transitions and danger classes between two outcomes, each judged with its own
+    side's credential names and proxy (a what-if keeps them; a write change may move them)."""
+    return _change(
+        (before.mode.value, after.mode.value),
+        (before.source.value, after.source.value),
+        _dangers(
+            before,
+            after,
+            before_auth_env,
+            after_auth_env,
+            before_proxy,
+            after_proxy,
+            current,
+            proposed,
+        ),
+    )
 
 
 @lru_cache(maxsize=1024)
@@ -141,20 +175,21 @@ def _change(mode: Transition, source: Transition, dangers: tuple[DangerClass, ..
 def _dangers(
     before: ChainOutcome,
     after: ChainOutcome,
-    auth_env: frozenset[str],
-    proxy_configured: bool,
+    before_auth_env: frozenset[str],
+    after_auth_env: frozenset[str],
+    before_proxy: bool,
+    after_proxy: bool,
     current: Configuration,
     proposed: Configuration,
 ) -> tuple[DangerClass, ...]:
     found: list[DangerClass] = []
-    if _provision_fails_for_credential(after, auth_env, proposed) and not (
-        _provision_fails_for_credential(before, auth_env, current)
+    if _provision_fails_for_credential(after, after_auth_env, proposed) and not (
+        _provision_fails_for_credential(before, before_auth_env, current)
     ):
         found.append(DangerClass.TO_BYOK_WITHOUT_CREDENTIAL)
-    if (
-        not proxy_configured
-        and after.mode is BillingMode.PLATFORM_MANAGED
-        and before.mode is not BillingMode.PLATFORM_MANAGED
+    # "Newly fails for want of a proxy": platform without one after, and not so before.
+    if (not after_proxy and after.mode is BillingMode.PLATFORM_MANAGED) and not (
+        not before_proxy and before.mode is BillingMode.PLATFORM_MANAGED
     ):
         found.append(DangerClass.TO_PLATFORM_WITHOUT_PROXY)
     if before.mode is BillingMode.BYOK and after.mode is BillingMode.PLATFORM_MANAGED:
@@ -281,22 +316,39 @@ class WhatIfTally:
         self._danger_samples: dict[DangerClass, list[Hashable]] = {}
 
     def add(self, org_id: Hashable, workspace_id: Hashable, change: Change) -> None:
-        self.total += 1
+        """One workspace of ``org_id``: counted, and offered as a sample."""
+        self.add_many(org_id, change, 1)
+        self.offer_sample(workspace_id, change)
+
+    def add_many(self, org_id: Hashable, change: Change, count: int) -> None:
+        """``count`` workspaces of ``org_id`` sharing ``change``: counted, never sampled
+        (offer their samples with :meth:`offer_sample`)."""
+        self.total += count
         by_change = self._by_change
-        by_change[change] = by_change.get(change, 0) + 1
+        by_change[change] = by_change.get(change, 0) + count
         org_modes = self._org_modes.get(org_id)
         if org_modes is None:
             org_modes = self._org_modes[org_id] = {}
         transition = change.mode_transition
-        org_modes[transition] = org_modes.get(transition, 0) + 1
+        org_modes[transition] = org_modes.get(transition, 0) + count
         if change.mode_changed or change.source_changed:
-            self._org_changed[org_id] = self._org_changed.get(org_id, 0) + 1
-        if change.mode_changed:
-            self._sample(self._mode_samples, transition, workspace_id)
+            self._org_changed[org_id] = self._org_changed.get(org_id, 0) + count
         for danger in change.dangers:
             org_dangers = self._org_dangers.setdefault(org_id, {})
-            org_dangers[danger] = org_dangers.get(danger, 0) + 1
+            org_dangers[danger] = org_dangers.get(danger, 0) + count
+
+    def offer_sample(self, workspace_id: Hashable, change: Change) -> None:
+        """Keep ``workspace_id`` as a sample of its changed mode transition and of each of its
+        danger classes while they hold fewer than ``samples_per_class``: the first offered
+        stay, so offering in id order keeps the lowest ids."""
+        if change.mode_changed:
+            self._sample(self._mode_samples, change.mode_transition, workspace_id)
+        for danger in change.dangers:
             self._sample(self._danger_samples, danger, workspace_id)
+
+    def wants_samples(self, change: Change) -> bool:
+        """Whether ``change`` is sampled at all (a changed mode or a danger)."""
+        return change.mode_changed or bool(change.dangers)
 
     def _sample(
         self, samples: dict[_Key, list[Hashable]], key: _Key, workspace_id: Hashable

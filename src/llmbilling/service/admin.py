@@ -93,7 +93,8 @@ def parse_expiry(expires_at: str | datetime | None, now: datetime) -> datetime |
     return moment.astimezone(UTC)
 
 
-def _with_reason(entry: dict[str, Any], reason: str | None) -> dict[str, Any]:
+def with_reason(entry: dict[str, Any], reason: str | None) -> dict[str, Any]:
+    """An audit entry's ``after`` with the write's reason (a parsed one), when there is one."""
     return entry if reason is None else {**entry, "reason": reason}
 
 
@@ -227,6 +228,7 @@ def set_org_default(
     audit_context: AuditContext | None = None,
     expected_versions: Collection[int] | None = None,
     reason: str | None = None,
+    under_lock: Callable[[Connection], None] | None = None,
 ) -> OrgView:
     """Set (or, with None, clear) an org's default. Stored raw as given; answers the org as
     the write's own transaction left it. ``reason`` (see :func:`parse_reason`) is kept in the
@@ -235,6 +237,8 @@ def set_org_default(
 
     With ``expected_versions`` (the ``row_version``s the caller accepts) the write is a
     compare-and-set: :class:`PreconditionFailedError` when the row is at none of them.
+    ``under_lock`` is called with the write's connection once the org row is locked, before
+    anything changes, and may raise (a change plan's version check, the danger guard).
     """
     parsed = parse_id("org_id", org_id)
     raw_default = parse_org_default(raw)
@@ -244,6 +248,8 @@ def set_org_default(
         before = stored_orgs.lock_org_default(connection, parsed)
         if before is None:
             raise OrgNotFoundError(parsed)
+        if under_lock is not None:
+            under_lock(connection)
         # The row is locked (FOR UPDATE; SQLite's BEGIN IMMEDIATE): the version read here is
         # the one the write moves on from.
         if expected_versions is not None and before.row_version not in expected_versions:
@@ -259,7 +265,7 @@ def set_org_default(
             else "org.billing_mode_default_cleared",
             org_id=parsed,
             before={"llm_billing_mode_default": before.raw},
-            after=_with_reason({"llm_billing_mode_default": raw_default}, why),
+            after=with_reason({"llm_billing_mode_default": raw_default}, why),
         )
         return _org_in(connection, parsed)
 
@@ -381,6 +387,7 @@ def set_override(
     authorize: Callable[[UUID], None] | None = None,
     reason: str | None = None,
     expires_at: str | datetime | None = None,
+    under_lock: Callable[[Connection], None] | None = None,
 ) -> StoredDecision:
     """Set the workspace override to an exact mode, or clear it (inherit) with None; answers
     the decision the write's own transaction produced (so a committed write never needs a
@@ -397,7 +404,8 @@ def set_override(
     :func:`parse_expiry`; only with a mode) ends the override's authority: past it the
     override no longer decides. A write that stores what is already stored (same mode, same
     expiry) changes nothing: it answers as any write does, with no audit entry and no version
-    bump.
+    bump. ``under_lock`` is called with the write's connection after ``authorize``, before
+    anything changes, and may raise (a change plan's version check, the danger guard).
     """
     parsed = parse_id("workspace_id", workspace_id)
     new_mode = None if mode is None else parse_override(mode).value
@@ -412,6 +420,8 @@ def set_override(
             raise WorkspaceNotFoundError(parsed)
         if authorize is not None:
             authorize(row.org_id)
+        if under_lock is not None:
+            under_lock(connection)
         expected: tuple[int, int] | None = None
         if expected_versions is not None:
             seen = _locked_state(connection, parsed)
@@ -438,7 +448,7 @@ def set_override(
             org_id=row.org_id,
             workspace_id=parsed,
             before=_override_entry(row.override, row.expires_at),
-            after=_with_reason(_override_entry(new_mode, new_expiry), why),
+            after=with_reason(_override_entry(new_mode, new_expiry), why),
         )
         written = _locked_state(connection, parsed)
     return StoredDecision(decide_from_state(context, written), written)

@@ -16,7 +16,9 @@ from llmbilling.core.policy import CONTRACT_POLICY, CompiledPolicy
 from llmbilling.core.provisioning import ProxySettings
 from llmbilling.core.registry import CompiledRegistry
 from llmbilling.errors import InvalidInputError, RegistryError
+from llmbilling.service.decision_cache import DecisionInputCache
 from llmbilling.store import secrets as stored_secrets
+from llmbilling.store.change_feed import ChangeFeed, take_announced
 from llmbilling.store.crypto import KeyRing, SealedKeyCensus, key_ring_from_settings
 from llmbilling.store.engine import Connection, PoolSettings, Store, open_store
 from llmbilling.store.health import check_database
@@ -39,11 +41,33 @@ class DeploymentInputs:
         object.__setattr__(self, "proxy_configured", self.proxy.configured)
 
 
+@dataclass(frozen=True, slots=True)
+class ChangeRules:
+    """How the deployment guards changes (service/plans.py): refuse unacknowledged dangerous
+    writes, require a second token's approval of dangerous plans, and how long a plan lives."""
+
+    guard_dangerous_writes: bool = False
+    dangerous_plans_need_approval: bool = False
+    plan_ttl_seconds: int = 15 * 60
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChangeRules:
+        return cls(
+            guard_dangerous_writes=settings.guard_dangerous_writes,
+            dangerous_plans_need_approval=settings.dangerous_plans_need_approval,
+            plan_ttl_seconds=settings.plan_ttl_seconds,
+        )
+
+
 class ServiceContext:
     """The store and everything read once per process. Create with :meth:`from_settings`.
 
     Coroutines read through :meth:`loop_reader` (one reader per event loop, no thread
     hand-off); a server closes its loop's reader with :meth:`close_loop_reader` at shutdown.
+    ``change_feed`` tells this process of every committed write (its own at once, after the
+    commit of :func:`writing`); a server starts it, and :meth:`close` closes it. While it is
+    connected, ``decision_cache`` holds the decision GET's and the token check's
+    inputs in memory.
 
     The key ring is loaded on first use, so commands that never touch a secret value work
     without one. A registry that fails to load is remembered: decisions then say
@@ -60,8 +84,10 @@ class ServiceContext:
         key_ring_loader: Callable[[], KeyRing],
         registry_error: RegistryError | None = None,
         policy: CompiledPolicy = CONTRACT_POLICY,
+        change_rules: ChangeRules | None = None,
     ) -> None:
         self.store = store
+        self.change_rules = change_rules or ChangeRules()
         self.policy = policy
         self.deployment = deployment
         self.registry = registry
@@ -69,6 +95,8 @@ class ServiceContext:
         self._key_ring_loader = key_ring_loader
         self._key_ring: KeyRing | None = None
         self._loop_readers = LoopReaders(store)
+        self.change_feed = ChangeFeed(store)
+        self.decision_cache = DecisionInputCache(self.change_feed)
 
     @classmethod
     def from_settings(
@@ -115,6 +143,7 @@ class ServiceContext:
             key_ring_loader=lambda: key_ring_from_settings(settings, lambda: key_census(store)),
             registry_error=registry_error,
             policy=policy,
+            change_rules=ChangeRules.from_settings(settings),
         )
         if check_schema:
             try:
@@ -156,6 +185,7 @@ class ServiceContext:
         check_database(self.store)
 
     def close(self) -> None:
+        self.change_feed.close()
         self.store.close()
 
     def __enter__(self) -> ServiceContext:
@@ -194,9 +224,17 @@ def check_env_name(field: str, name: str) -> str:
 def writing(context: ServiceContext) -> Iterator[Connection]:
     """One write transaction (:meth:`Store.transaction`). Database failures become
     :class:`StoreUnavailableError`; integrity errors (a duplicate id) propagate for the use
-    case to name."""
-    with context.store.transaction() as connection:
-        yield connection
+    case to name. The changes its writes announced reach this process's change feed once it
+    has committed; a rolled-back one's are dropped."""
+    opened: Connection | None = None
+    try:
+        with context.store.transaction() as opened:
+            yield opened
+    except BaseException:
+        if opened is not None:
+            take_announced(opened)  # rolled back: nothing happened
+        raise
+    context.change_feed.deliver_committed(opened)
 
 
 @contextmanager

@@ -103,12 +103,22 @@ def read_decision(context: ServiceContext, workspace_id: str | UUID) -> StoredDe
 
 async def read_decision_on_loop(context: ServiceContext, workspace_id: UUID) -> StoredDecision:
     """:func:`read_decision` for a coroutine: the state is read through the loop's reader (no
-    thread hand-off); it raises and falls back exactly as :func:`read_decision` does."""
+    thread hand-off), or taken from ``context.decision_cache`` while that serves; it raises
+    and falls back exactly as :func:`read_decision` does."""
+    cache = context.decision_cache
+    reader = context.loop_reader()
+    cache.catch_up(reader)
+    kept = cache.state(workspace_id)
+    if kept is not None:
+        return StoredDecision(decide_from_state(context, kept), kept)
+    ticket = cache.ticket()
     try:
         with context.store.translated_errors():
-            state = await read_workspace_state_on_loop(context.loop_reader(), workspace_id)
+            state = await read_workspace_state_on_loop(reader, workspace_id)
     except StoreUnavailableError as error:
         return _unreadable(context, workspace_id, error)
+    if state is not None:
+        cache.keep_state(ticket, state)
     return _found(context, workspace_id, state)
 
 
@@ -207,7 +217,7 @@ def stored_model_origin(
 def stored_inputs(
     context: ServiceContext,
     *,
-    workspace_id: str,
+    workspace_id: str | None,
     override: str | None,
     org_default: str | None,
     runtime: str | None,

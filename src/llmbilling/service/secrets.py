@@ -12,6 +12,7 @@ decision record (for every reader) and in these listings, with its value.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,7 @@ from llmbilling.errors import (
     WorkspaceNotFoundError,
 )
 from llmbilling.service import audit
+from llmbilling.service.admin import parse_reason, with_reason
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import (
     ServiceContext,
@@ -80,6 +82,8 @@ def set_secret(
     value: str,
     *,
     audit_context: AuditContext | None = None,
+    reason: str | None = None,
+    under_lock: Callable[[Connection], None] | None = None,
 ) -> SecretInfo:
     """Store (or replace) a secret, sealed under the newest key.
 
@@ -87,9 +91,13 @@ def set_secret(
     them anyway, so accepting one would only mislead. A blank value (empty or white space) of
     any other secret than the :data:`MODEL_NAMES` is refused too: provisioning treats it as
     absent, while the provisioning verdict of every decision, judged by names alone, would
-    count it present.
+    count it present. The owner's rows are locked first (:func:`_locked_owner_org_id`).
+    ``under_lock`` is called with the write's connection once the owner is found and locked,
+    before anything changes, and may raise (a change plan's version check, the danger guard).
+    ``reason`` (see :func:`admin.parse_reason`) is kept in the audit entry.
     """
     owner = parse_id(f"{scope}_id", owner_id)
+    why = parse_reason(reason)
     check_env_name("name", name)
     if name.startswith(PLATFORM_ENV_PREFIX):
         raise InvalidInputError("name", f"{PLATFORM_ENV_PREFIX}* names belong to the platform")
@@ -102,7 +110,9 @@ def set_secret(
     who = audit_context or AuditContext()
     stamp = audit.now()
     with writing(context) as connection:
-        org_id = _owner_org_id(connection, scope, owner)
+        org_id = _locked_owner_org_id(connection, scope, owner)
+        if under_lock is not None:
+            under_lock(connection)
         previous = stored_secrets.stored_key_version(connection, scope, owner, name)
         if previous is None:
             stored_secrets.insert_secret(connection, scope, owner, name, sealed, stamp)
@@ -117,14 +127,63 @@ def set_secret(
             before=None
             if previous is None
             else {"name": name, "scope": scope, "key_version": previous},
-            after={"name": name, "scope": scope, "key_version": sealed.key_version},
+            after=with_reason(
+                {"name": name, "scope": scope, "key_version": sealed.key_version}, why
+            ),
         )
     shown = value if name in MODEL_NAMES else None
     return SecretInfo(name, scope, owner, sealed.key_version, stamp, shown)
 
 
+def delete_secret(
+    context: ServiceContext,
+    scope: SecretScopeName,
+    owner_id: str | UUID,
+    name: str,
+    *,
+    audit_context: AuditContext | None = None,
+    reason: str | None = None,
+    under_lock: Callable[[Connection], None] | None = None,
+) -> bool:
+    """Remove a secret; False when the owner has none of that name (nothing changes, no
+    audit entry). Locks, ``under_lock`` and ``reason`` as :func:`set_secret` has them."""
+    owner = parse_id(f"{scope}_id", owner_id)
+    why = parse_reason(reason)
+    check_env_name("name", name)
+    who = audit_context or AuditContext()
+    with writing(context) as connection:
+        org_id = _locked_owner_org_id(connection, scope, owner)
+        if under_lock is not None:
+            under_lock(connection)
+        previous = stored_secrets.stored_key_version(connection, scope, owner, name)
+        if previous is None:
+            return False
+        stored_secrets.delete_secret(connection, scope, owner, name)
+        audit.record(
+            connection,
+            who,
+            "secret.deleted",
+            org_id=org_id,
+            workspace_id=owner if scope == "workspace" else None,
+            before={"name": name, "scope": scope, "key_version": previous},
+            after=None if why is None else with_reason({}, why),
+        )
+    return True
+
+
+def _locked_owner_org_id(connection: Connection, scope: SecretScopeName, owner: UUID) -> UUID:
+    """The org a secret's owner belongs to, the owner's rows locked for the write's
+    transaction (``store.secrets.lock_owner``: a change plan's apply locks the same rows
+    before it re-reads the versions it was bound to); raises the owner's not-found error."""
+    org_id = stored_secrets.lock_owner(connection, scope, owner)
+    if org_id is None:
+        raise _owner_not_found(scope, owner)
+    return org_id
+
+
 def _owner_org_id(connection: Connection, scope: SecretScopeName, owner: UUID) -> UUID:
-    """The org a secret's owner belongs to; raises the owner's not-found error."""
+    """The org a secret's owner belongs to (nothing locked); raises the owner's not-found
+    error."""
     org_id = stored_secrets.owner_org_id(connection, scope, owner)
     if org_id is None:
         raise _owner_not_found(scope, owner)

@@ -209,13 +209,24 @@ def verify_token(context: ServiceContext, token: str) -> TokenStanding:
 
 async def verify_token_on_loop(context: ServiceContext, token: str) -> TokenStanding:
     """:func:`verify_token` for a coroutine, read through the loop's reader (no thread
-    hand-off)."""
+    hand-off), or taken from ``context.decision_cache`` while that serves (a revocation drops
+    it there before the revoke returns, and on other processes when the change feed tells)."""
     presented = presented_hash(token)
     if presented is None:
         return None
+    cache = context.decision_cache
+    reader = context.loop_reader()
+    cache.catch_up(reader)
+    kept = cache.token(presented)
+    if kept is not None:
+        return kept
+    ticket = cache.ticket()
     with translated_store_errors(context):
-        row = await stored_tokens.token_row_by_hash_on_loop(context.loop_reader(), presented)
-    return _standing(row, presented)
+        row = await stored_tokens.token_row_by_hash_on_loop(reader, presented)
+    standing = _standing(row, presented)
+    if standing is not None:
+        cache.keep_token(ticket, presented, standing)
+    return standing
 
 
 def standing_in(connection: Connection, token_hash: str) -> TokenStanding:

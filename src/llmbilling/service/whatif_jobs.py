@@ -1,14 +1,19 @@
 """What-if runs as background jobs: start one, watch its progress, fetch its report.
 
-Jobs run one at a time on a worker thread (a fleet scan is I/O- and CPU-bound; two at once
-would only halve each other's speed) and are kept in memory: a report is an answer to a
-question asked now, not a record — the audit log holds the record of who asked.
+Jobs are rows of the store (``store/jobs.py``): state, progress, who asked, the proposal and,
+once done, the report document. Every replica sees every job, and a restart forgets none.
+Each process runs one worker thread (a fleet scan is I/O- and CPU-bound; two at once would
+only halve each other's speed) that claims the oldest queued job of any replica under a lease
+and renews it while it runs. A job whose worker is lost (killed, partitioned) is run again
+from the start by another worker once its lease expires — a what-if is a read, so a rerun is
+harmless — and ends ``failed`` with ``WHATIF_INTERRUPTED`` when it has used its attempts. A
+worker that stops cleanly gives its job back to the queue at once.
 
-Every bound is per org (the whole fleet, ``org_id`` None, counts as one more org), so one
-tenant can neither evict another's jobs nor fill the queue in front of them (see
-:class:`WhatIfLimits`): an org keeps its newest ``keep_per_org`` jobs (only its own finished
-ones are forgotten), may have ``active_per_org`` queued or running, and starts at most
-``starts_per_minute`` (after a pause, ``start_burst`` at once).
+Every bound is per org (the whole fleet, ``org_id`` None, counts as one more org) and counted
+from the rows, so it holds across replicas (see :class:`WhatIfLimits`): an org keeps its
+newest ``keep_per_org`` jobs (only its own finished ones are forgotten), may have
+``active_per_org`` queued or running, and starts at most ``starts_per_minute`` (after a pause,
+``start_burst`` at once).
 """
 
 from __future__ import annotations
@@ -16,21 +21,20 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
 from llmbilling.config.settings import Settings
 from llmbilling.core.decision import BillingDecision
+from llmbilling.core.policy import compile_policy
+from llmbilling.core.registry import compile_registry
 from llmbilling.core.resolve import resolve_billing_mode
-from llmbilling.core.whatif import Configuration, WhatIfReport
+from llmbilling.core.whatif import Configuration
 from llmbilling.errors import (
     ErrorCode,
     LlmBillingError,
@@ -43,7 +47,8 @@ from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext, parse_id, reading, writing
 from llmbilling.service.resolve import read_path_inputs
 from llmbilling.service.whatif import count_workspaces, current_configuration, run_whatif
-from llmbilling.service.whatif_report import Proposal, proposal_of
+from llmbilling.service.whatif_report import DocumentDiff, Proposal, proposal_of, report_document
+from llmbilling.store import jobs as job_rows
 from llmbilling.store.workspace_read import read_workspace_state
 
 log = logging.getLogger(__name__)
@@ -54,15 +59,16 @@ QUOTA_RETRY_SECONDS = 5
 
 
 class JobState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
+    QUEUED = job_rows.QUEUED
+    RUNNING = job_rows.RUNNING
+    SUCCEEDED = job_rows.SUCCEEDED
+    FAILED = job_rows.FAILED
 
 
 @dataclass(frozen=True, slots=True)
 class WhatIfJob:
-    """A snapshot of one job. ``org_id`` None means the whole fleet."""
+    """A snapshot of one job. ``org_id`` None means the whole fleet; ``requested_by`` is the
+    actor that started it; ``attempts`` counts the runs begun (a lost worker's included)."""
 
     id: UUID
     org_id: UUID | None
@@ -70,6 +76,8 @@ class WhatIfJob:
     done: int
     total: int | None
     created_at: datetime
+    requested_by: str = ""
+    attempts: int = 0
     finished_at: datetime | None = None
     error_code: ErrorCode | None = None
     error_message: str | None = None
@@ -88,7 +96,7 @@ class SampleDecisions:
 
 @dataclass(frozen=True, slots=True)
 class WhatIfLimits:
-    """The per-org bounds of the job table (defaults: those of :class:`Settings`)."""
+    """The per-org bounds of the jobs (defaults: those of :class:`Settings`)."""
 
     keep_per_org: int = 20
     active_per_org: int = 2
@@ -105,50 +113,78 @@ class WhatIfLimits:
         )
 
 
-@dataclass(slots=True)
-class _StartBucket:
-    """A token bucket of one org's starts: ``start_burst`` tokens, refilled at
-    ``starts_per_minute``; a start takes one."""
+@dataclass(frozen=True, slots=True)
+class JobLease:
+    """How workers hold jobs: a lease of ``seconds`` renewed every third of it, an idle
+    worker's look for work every ``poll_seconds``, ``attempts`` runs before a lost worker
+    fails the job (defaults: those of :class:`Settings`)."""
 
-    tokens: float
-    updated: float = field(default=0.0)
+    seconds: float = 30.0
+    poll_seconds: float = 1.0
+    attempts: int = 2
 
-    def take(self, limits: WhatIfLimits, now: float) -> int:
-        """Take a token and answer 0, or take none and answer the whole seconds until one."""
-        per_second = limits.starts_per_minute / 60
-        self.tokens = min(limits.start_burst, self.tokens + (now - self.updated) * per_second)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0
-        return max(1, math.ceil((1 - self.tokens) / per_second))
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobLease:
+        return cls(
+            seconds=settings.whatif_lease_seconds,
+            poll_seconds=settings.whatif_poll_seconds,
+            attempts=settings.whatif_attempts,
+        )
 
-    def give_back(self) -> None:
-        self.tokens += 1
+
+def start_wait(limits: WhatIfLimits, starts: Sequence[datetime], now: datetime) -> int:
+    """Seconds until the org may start again (0: now), from the times of its kept starts: a
+    token bucket of ``start_burst`` tokens refilled at ``starts_per_minute``, full before the
+    first of them, replayed over them. Refused starts leave no row and take no token."""
+    per_second = limits.starts_per_minute / 60
+    tokens = float(limits.start_burst)
+    previous: datetime | None = None
+
+    def refilled(moment: datetime) -> float:
+        elapsed = 0.0 if previous is None else max(0.0, (moment - previous).total_seconds())
+        return min(limits.start_burst, tokens + elapsed * per_second)
+
+    for moment in sorted(starts):
+        tokens = refilled(moment) - 1
+        previous = moment
+    tokens = refilled(now)
+    if tokens >= 1:
+        return 0
+    return max(1, math.ceil((1 - tokens) / per_second))
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class WorkerStoppedError(Exception):
+    """Raised into a running scan when its worker stops or loses its lease; never leaves
+    :meth:`WhatIfJobs._run`, which gives the job back to the queue."""
 
 
 class WhatIfJobs:
-    """The job table of one process, bounded per org by ``limits``. Thread-safe.
+    """The jobs in the store, and this process's worker. Thread-safe.
 
-    ``clock`` (seconds, monotonic) drives the start rate; tests pass their own."""
+    ``clock`` (UTC) stamps starts and leases and drives the start rate; tests pass their own.
+    """
 
     def __init__(
         self,
         context: ServiceContext,
         limits: WhatIfLimits | None = None,
+        lease: JobLease | None = None,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._context = context
         self._limits = limits or WhatIfLimits()
+        self._lease = lease or JobLease()
         self._clock = clock
+        self._worker_name = job_rows.new_worker_name()
         self._lock = threading.Lock()
-        self._jobs: OrderedDict[UUID, WhatIfJob] = OrderedDict()
-        self._reports: dict[UUID, WhatIfReport] = {}
-        self._proposals: dict[UUID, Proposal] = {}
-        self._configurations: dict[UUID, tuple[Configuration, Configuration]] = {}
-        self._buckets: dict[UUID | None, _StartBucket] = {}
-        self._worker: ThreadPoolExecutor | None = None
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._worker: threading.Thread | None = None
 
     def start(
         self,
@@ -157,80 +193,44 @@ class WhatIfJobs:
         org_id: UUID | None,
         audit_context: AuditContext | None = None,
     ) -> WhatIfJob:
-        """Queue a what-if of the fleet (or one org) under ``proposed``; audited as asked.
+        """Queue a what-if of the fleet (or one org) under ``proposed``; audited as asked, in
+        the transaction that stores the job (one is written if and only if the other is).
 
         Raises :class:`WhatIfQuotaExceededError` when the org already has ``active_per_org``
         jobs queued or running, :class:`WhatIfRateLimitedError` when it starts faster than
-        its rate; either carries the seconds to wait. A start that fails (the audit entry
-        could not be written) leaves no job and costs the org nothing."""
+        its rate; either carries the seconds to wait. :class:`StoreUnavailableError` when the
+        store fails: then there is no job and the org's rate is not charged."""
+        asked = audit_context or AuditContext()
+        now = self._clock()
         job = WhatIfJob(
             id=uuid.uuid4(),
             org_id=org_id,
             state=JobState.QUEUED,
             done=0,
             total=None,
-            created_at=datetime.now(UTC),
+            created_at=now,
+            requested_by=asked.actor,
         )
-        with self._lock:
-            self._admit(job)
-            self._configurations[job.id] = (current_configuration(self._context), proposed)
-        try:
-            self._audit_start(job, proposed, audit_context)
-        except BaseException:
-            with self._lock:
-                self._jobs.pop(job.id, None)
-                self._configurations.pop(job.id, None)
-                self._buckets[org_id].give_back()
-            raise
-        with self._lock:
-            self._forget_beyond_keep(org_id)
-            if self._worker is None:
-                # Made on demand: an app may be started and stopped several times (tests do).
-                self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whatif")
-            self._worker.submit(self._run, job.id, proposed)
-        return job
-
-    def _admit(self, job: WhatIfJob) -> None:
-        """Hold the lock. The quota, then the rate (a refused start takes no token); then the
-        job is in the table, so two concurrent starts cannot both take the last place."""
-        limits = self._limits
-        active = sum(
-            1
-            for other in self._jobs.values()
-            if other.org_id == job.org_id and other.state in (JobState.QUEUED, JobState.RUNNING)
-        )
-        if active >= limits.active_per_org:
-            raise WhatIfQuotaExceededError(active, QUOTA_RETRY_SECONDS)
-        now = self._clock()
-        bucket = self._buckets.setdefault(job.org_id, _StartBucket(limits.start_burst, now))
-        wait = bucket.take(limits, now)
-        if wait:
-            raise WhatIfRateLimitedError(limits.starts_per_minute, wait)
-        self._jobs[job.id] = job
-
-    def _forget_beyond_keep(self, org_id: UUID | None) -> None:
-        """Hold the lock. Forget the org's oldest finished jobs beyond ``keep_per_org``; no
-        other org's job, and no job still queued or running, is ever forgotten."""
-        own = [job for job in self._jobs.values() if job.org_id == org_id]
-        excess = len(own) - self._limits.keep_per_org
-        for job in own:
-            if excess <= 0:
-                break
-            if job.state in (JobState.SUCCEEDED, JobState.FAILED):
-                del self._jobs[job.id]
-                self._reports.pop(job.id, None)
-                self._proposals.pop(job.id, None)
-                self._configurations.pop(job.id, None)
-                excess -= 1
-
-    def _audit_start(
-        self, job: WhatIfJob, proposed: Configuration, audit_context: AuditContext | None
-    ) -> None:
-        org_id = job.org_id
         with writing(self._context) as connection:
+            job_rows.lock_org_starts(connection, org_id)
+            own = job_rows.org_jobs(connection, org_id)
+            self._admit(own, now)
+            job_rows.insert_job(
+                connection,
+                job_id=job.id,
+                org_id=org_id,
+                created_at=now,
+                requested_by=asked.actor,
+                proposed_policy=None
+                if proposed.policy is self._context.policy
+                else proposed.policy.to_document(),
+                proposed_registry=None
+                if proposed.registry is None or proposed.registry is self._context.registry
+                else proposed.registry.to_document(),
+            )
             audit.record(
                 connection,
-                audit_context or AuditContext(),
+                asked,
                 "whatif.started",
                 org_id=org_id,
                 after={
@@ -241,95 +241,241 @@ class WhatIfJobs:
                     else proposed.registry.version,
                 },
             )
+            job_rows.delete_jobs(connection, self._beyond_keep(own))
+        self.open()
+        self._wake.set()
+        return job
+
+    def _admit(self, own: list[job_rows.JobRow], now: datetime) -> None:
+        """The quota, then the rate, over the org's rows (read under its start lock)."""
+        limits = self._limits
+        active = sum(1 for row in own if row.state in job_rows.ACTIVE_STATES)
+        if active >= limits.active_per_org:
+            raise WhatIfQuotaExceededError(active, QUOTA_RETRY_SECONDS)
+        wait = start_wait(limits, [_aware(row.created_at) for row in own], now)
+        if wait:
+            raise WhatIfRateLimitedError(limits.starts_per_minute, wait)
+
+    def _beyond_keep(self, own: list[job_rows.JobRow]) -> list[UUID]:
+        """The org's oldest finished jobs beyond ``keep_per_org`` once the new one is in: no
+        other org's job, and no job still queued or running, is ever forgotten."""
+        excess = len(own) + 1 - self._limits.keep_per_org
+        finished = [row.id for row in own if row.state not in job_rows.ACTIVE_STATES]
+        return finished[: max(0, excess)]
 
     def get(self, job_id: UUID) -> WhatIfJob | None:
-        with self._lock:
-            return self._jobs.get(job_id)
+        """The job as stored (read from the primary: a worker's last write is seen)."""
+        with writing(self._context) as connection:
+            row = job_rows.job(connection, job_id)
+        return None if row is None else _job_of(row)
 
-    def report(self, job_id: UUID) -> WhatIfReport | None:
-        with self._lock:
-            return self._reports.get(job_id)
+    def jobs(self) -> list[WhatIfJob]:
+        """The jobs of every org and of the fleet, started on any replica, newest first: a
+        caller shows only those the reader may read."""
+        with writing(self._context) as connection:
+            rows = job_rows.all_jobs(connection)
+        return [_job_of(row) for row in rows]
+
+    def jobs_of_org(self, org_id: UUID) -> list[WhatIfJob]:
+        """One org's jobs, started on any replica, newest first."""
+        with writing(self._context) as connection:
+            rows = job_rows.org_jobs(connection, org_id)
+        return [_job_of(row) for row in reversed(rows)]
+
+    def report_document(self, job_id: UUID) -> dict[str, Any] | None:
+        """The report's document (:func:`report_document`) once the job has succeeded."""
+        with writing(self._context) as connection:
+            return job_rows.report(connection, job_id)
 
     def proposal(self, job_id: UUID) -> Proposal | None:
         """The documents the job compared and their diffs, once its report is there."""
-        with self._lock:
-            return self._proposals.get(job_id)
-
-    def jobs(self) -> list[WhatIfJob]:
-        """This process's jobs of every org, newest first (each replica holds its own): a
-        caller shows only those the reader may read."""
-        with self._lock:
-            return list(reversed(self._jobs.values()))
+        document = self.report_document(job_id)
+        if document is None:
+            return None
+        documents = document["proposal"]
+        return Proposal(
+            policy=DocumentDiff("policy", **documents["policy"]),
+            registry=DocumentDiff("registry", **documents["registry"]),
+        )
 
     def sample(self, job_id: UUID, workspace_id: str | UUID) -> SampleDecisions | None:
-        """``workspace_id`` decided now, as the read path decides it, under the job's current
-        and proposed configuration; None for a job no longer kept. Raises
+        """``workspace_id`` decided now, as the read path decides it, under today's and the
+        job's proposed configuration; None for a job no longer kept. Raises
         :class:`WorkspaceNotFoundError` for an unknown workspace (a malformed id:
         :class:`InvalidInputError`), :class:`StoreUnavailableError` when the store fails. The
         caller checks that its reader may read the returned ``org_id``."""
-        with self._lock:
-            configurations = self._configurations.get(job_id)
-        if configurations is None:
+        with writing(self._context) as connection:
+            documents = job_rows.proposed_documents(connection, job_id)
+        if documents is None:
             return None
+        proposed = self._proposed(job_id, *documents)
         parsed = parse_id("workspace_id", workspace_id)
         with reading(self._context) as connection:
             state = read_workspace_state(connection, parsed)
         if state is None:
             raise WorkspaceNotFoundError(parsed)
         inputs = read_path_inputs(self._context, state)
-        current, proposed = (
+        current, proposal = (
             resolve_billing_mode(inputs, configuration.registry, configuration.policy)
-            for configuration in configurations
+            for configuration in (current_configuration(self._context), proposed)
         )
-        return SampleDecisions(parsed, state.org_id, current, proposed)
+        return SampleDecisions(parsed, state.org_id, current, proposal)
+
+    def _proposed(
+        self,
+        job_id: UUID,
+        policy: dict[str, Any] | None,
+        registry: dict[str, Any] | None,
+    ) -> Configuration:
+        """The job's proposal compiled from its stored documents (None: today's)."""
+        return Configuration(
+            self._context.policy
+            if policy is None
+            else compile_policy(policy, f"what-if job {job_id}: policy"),
+            self._context.registry
+            if registry is None
+            else compile_registry(registry, f"what-if job {job_id}: registry"),
+        )
+
+    # --- the worker ----------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Start this process's worker, unless it runs (an app opens it at startup, so a
+        replica works on jobs other replicas started)."""
+        with self._lock:
+            if self._worker is not None and self._worker.is_alive():
+                return
+            self._stopping.clear()
+            self._worker = threading.Thread(target=self._work, name="whatif-worker", daemon=True)
+            self._worker.start()
 
     def close(self) -> None:
-        """Stop the worker, dropping queued jobs; a later :meth:`start` makes a new one."""
+        """Stop the worker; a job it runs goes back to the queue (for any replica's worker).
+        A later :meth:`start` or :meth:`open` starts a new worker."""
         with self._lock:
             worker, self._worker = self._worker, None
+            self._stopping.set()
+            self._wake.set()
         if worker is not None:
-            worker.shutdown(wait=True, cancel_futures=True)
+            worker.join()
 
-    def _update(self, job_id: UUID, **changes: Any) -> None:
-        with self._lock:
-            job = self._jobs.get(job_id)
-            if job is not None:
-                self._jobs[job_id] = replace(job, **changes)
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                claimed = self._claim()
+            except LlmBillingError as error:
+                log.warning("what-if worker cannot claim a job: %s", error.message)
+                claimed = None
+            if claimed is None:
+                self._wake.wait(self._lease.poll_seconds)
+                continue
+            self._run(claimed)
 
-    def _fail(self, job_id: UUID, code: ErrorCode, message: str) -> None:
-        self._update(
-            job_id,
-            state=JobState.FAILED,
-            finished_at=datetime.now(UTC),
-            error_code=code,
-            error_message=message,
+    def _claim(self) -> job_rows.ClaimedJob | None:
+        now = self._clock()
+        with writing(self._context) as connection:
+            job_rows.expire_leases(
+                connection,
+                now,
+                attempts=self._lease.attempts,
+                error_code=ErrorCode.WHATIF_INTERRUPTED,
+                message=f"the worker running this what-if stopped on its last attempt"
+                f" (of {self._lease.attempts}); start it again",
+            )
+            return job_rows.claim_next(connection, self._worker_name, self._lease_until())
+
+    def _lease_until(self) -> datetime:
+        return self._clock() + timedelta(seconds=self._lease.seconds)
+
+    def _renew(self, job_id: UUID, *, done: int | None = None, total: int | None = None) -> None:
+        """Extend the lease (with progress); a lease another worker took stops this run."""
+        with writing(self._context) as connection:
+            held = job_rows.renew_lease(
+                connection, job_id, self._worker_name, self._lease_until(), done=done, total=total
+            )
+        if not held:
+            raise WorkerStoppedError
+
+    def _progress(self, job_id: UUID, done: int) -> None:
+        if self._stopping.is_set():
+            raise WorkerStoppedError
+        self._renew(job_id, done=done)
+
+    def _heartbeat(self, job_id: UUID, ended: threading.Event) -> None:
+        while not ended.wait(self._lease.seconds / 3):
+            try:
+                self._renew(job_id)
+            except (WorkerStoppedError, LlmBillingError):
+                return  # the run's own writes find out and stop
+
+    def _run(self, claimed: job_rows.ClaimedJob) -> None:
+        job_id, org_id = claimed.job.id, claimed.job.org_id
+        ended = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._heartbeat, args=(job_id, ended), name="whatif-lease", daemon=True
         )
-
-    def _run(self, job_id: UUID, proposed: Configuration) -> None:
-        job = self.get(job_id)
-        if job is None:
-            return
+        heartbeat.start()
+        outcome: dict[str, Any]
         try:
-            total = count_workspaces(self._context, job.org_id)
-            self._update(job_id, state=JobState.RUNNING, total=total)
+            proposed = self._proposed(job_id, claimed.proposed_policy, claimed.proposed_registry)
+            self._renew(job_id, total=count_workspaces(self._context, org_id))
             report = run_whatif(
                 self._context,
                 proposed,
-                org_id=job.org_id,
-                on_progress=lambda done: self._update(job_id, done=done),
+                org_id=org_id,
+                on_progress=lambda done: self._progress(job_id, done),
             )
-            proposal = proposal_of(current_configuration(self._context), proposed)
-        except LlmBillingError as error:
-            self._fail(job_id, error.code, error.message)
+            document = report_document(
+                report, proposal_of(current_configuration(self._context), proposed)
+            )
+            outcome = {"report": document}
+        except WorkerStoppedError:
+            ended.set()
+            self._give_back(job_id)
             return
+        except LlmBillingError as error:
+            outcome = {"error_code": error.code, "error_message": error.message}
         except Exception:
             # A bug, not an outcome: keep the job from looking alive forever, log the details.
             log.exception("what-if job %s failed", job_id)
-            self._fail(
-                job_id, ErrorCode.INTERNAL_ERROR, "the what-if failed unexpectedly; see the logs"
-            )
-            return
-        with self._lock:
-            self._reports[job_id] = report
-            self._proposals[job_id] = proposal
-        self._update(job_id, state=JobState.SUCCEEDED, finished_at=datetime.now(UTC))
+            outcome = {
+                "error_code": ErrorCode.INTERNAL_ERROR,
+                "error_message": "the what-if failed unexpectedly; see the logs",
+            }
+        finally:
+            ended.set()
+        try:
+            with writing(self._context) as connection:
+                job_rows.finish(connection, job_id, self._worker_name, self._clock(), **outcome)
+        except LlmBillingError as error:
+            # The lease expires and another worker runs the job again.
+            log.warning("what-if job %s: its outcome could not be stored: %s", job_id, error)
+
+    def _give_back(self, job_id: UUID) -> None:
+        try:
+            with writing(self._context) as connection:
+                job_rows.release(connection, job_id, self._worker_name)
+        except LlmBillingError as error:
+            log.warning("what-if job %s could not be given back: %s", job_id, error.message)
+
+
+def _job_of(row: job_rows.JobRow) -> WhatIfJob:
+    return WhatIfJob(
+        id=row.id,
+        org_id=row.org_id,
+        state=JobState(row.state),
+        done=row.done,
+        total=row.total,
+        created_at=_aware(row.created_at),
+        requested_by=row.requested_by,
+        attempts=row.attempts,
+        finished_at=None if row.finished_at is None else _aware(row.finished_at),
+        error_code=None if row.error_code is None else ErrorCode(row.error_code),
+        error_message=row.error_message,
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands timestamps back without their zone; the store writes UTC only.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

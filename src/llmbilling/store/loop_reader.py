@@ -7,7 +7,9 @@ the API reads on its event loop instead:
 
 - SQLite: the statement runs on the loop itself, on a kept sqlite3 connection. It is a B-tree
   lookup inside this process (tens of µs), and in WAL mode (see :mod:`llmbilling.store.engine`)
-  a writer never blocks a reader, so it does not wait on anything.
+  a writer never blocks a reader, so it does not wait on anything. The same connection
+  answers ``PRAGMA data_version`` for the decision cache (another connection's commit moves
+  it), so the cache's freshness check costs one pragma and no second connection.
 - PostgreSQL: psycopg's asyncio driver under SQLAlchemy's ``AsyncEngine`` (a pool of its own,
   sized, timed and named by the store's :class:`~llmbilling.store.engine.PoolSettings`;
   autocommit): the loop awaits the socket and never blocks on a slow or absent server.
@@ -53,6 +55,15 @@ class LoopReader(ABC):
         UUID column may be text), or None when it returns none."""
 
     @abstractmethod
+    def commits_unseen_by_feed(self) -> bool:
+        """Whether the database may hold commits that this process's change feed has not told
+        of since the previous call (True at the first call on a new connection). SQLite: any
+        other connection's commit, from this process or another (its feed hears only this
+        process's writes, and ``PRAGMA data_version`` cannot tell whose a commit was).
+        PostgreSQL: False without reading, as its feed hears every process (and a listener
+        outage shows as the feed not being connected)."""
+
+    @abstractmethod
     async def close(self) -> None:
         """Release the reader's connections."""
 
@@ -71,12 +82,12 @@ class _SqliteReader(LoopReader):
         self._connection: PoolProxiedConnection | None = None
         self._pool: Pool | None = None  # the pool the kept connection came from
         self._sql: dict[ReadStatement, str] = {}
+        # The kept connection's last ``PRAGMA data_version``; None on a new connection.
+        self._data_version: int | None = None
 
     async def first(
         self, statement: ReadStatement, parameters: Mapping[str, Any]
     ) -> Sequence[Any] | None:
-        if self._pool is not self._engine.pool:
-            await self.close()
         sql = self._sql.get(statement)
         if sql is None:
             sql = self._sql[statement] = str(
@@ -84,26 +95,51 @@ class _SqliteReader(LoopReader):
             )
         bound = {name: _sqlite_value(value) for name, value in parameters.items()}
         try:
-            connection = self._connection
-            if connection is None:
-                self._pool = self._engine.pool
-                connection = self._connection = self._engine.raw_connection()
-            driver = cast(sqlite3.Connection, connection.driver_connection)
-            row: Sequence[Any] | None = driver.execute(sql, bound).fetchone()
+            row: Sequence[Any] | None = self._driver().execute(sql, bound).fetchone()
             return row
         except sqlite3.Error as error:
-            # Whatever broke, the next read starts on a fresh connection; one that may be
-            # stuck with its fault (read-only, unopenable storage) is discarded, not pooled.
-            await self.close(discard=sqlite_error_discards_connection(error))
+            self._forget_connection(error)
             raise DBAPIError.instance(sql, bound, error, sqlite3.Error) from error
 
-    async def close(self, *, discard: bool = False) -> None:
+    def commits_unseen_by_feed(self) -> bool:
+        # data_version moves on a connection when any *other* connection commits to the file
+        # (any process; in WAL mode too); this reader's connection never writes.
+        try:
+            version: int = self._driver().execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error as error:
+            self._forget_connection(error)
+            # Unknown (the connection may not even open: sqlite3 raises that unwrapped too):
+            # the caller reads the store, which reports the fault.
+            return True
+        moved = version != self._data_version
+        self._data_version = version
+        return moved
+
+    def _driver(self) -> sqlite3.Connection:
+        if self._pool is not self._engine.pool:
+            self._release(discard=False)
+        connection = self._connection
+        if connection is None:
+            self._pool = self._engine.pool
+            connection = self._connection = self._engine.raw_connection()
+        return cast(sqlite3.Connection, connection.driver_connection)
+
+    def _forget_connection(self, error: sqlite3.Error) -> None:
+        # Whatever broke, the next read starts on a fresh connection; one that may be stuck
+        # with its fault (read-only, unopenable storage) is discarded, not pooled.
+        self._release(discard=sqlite_error_discards_connection(error))
+
+    def _release(self, *, discard: bool) -> None:
+        self._data_version = None
         if self._connection is not None:
             connection, self._connection, self._pool = self._connection, None, None
             if discard:
                 connection.invalidate()
             else:
                 connection.close()
+
+    async def close(self) -> None:
+        self._release(discard=False)
 
 
 def _sqlite_value(value: object) -> object:
@@ -147,6 +183,9 @@ class _PostgresReader(LoopReader):
         async with self._engine.connect() as connection:
             result = await connection.execute(statement, parameters)
             return result.first()
+
+    def commits_unseen_by_feed(self) -> bool:
+        return False
 
     async def close(self) -> None:
         await self._engine.dispose()

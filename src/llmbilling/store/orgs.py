@@ -16,6 +16,7 @@ from uuid import UUID
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, func, insert, or_, select, update
 
+from llmbilling.store.change_feed import ChangeKind, StoreChange, announce
 from llmbilling.store.engine import insert_unless_taken
 from llmbilling.store.tables import organizations, workspaces
 
@@ -57,6 +58,7 @@ def insert_org(
 ) -> bool:
     """Add an org in the caller's transaction; False when the id is taken (the transaction
     is then unusable: the caller must end it with an error)."""
+    announce(connection, StoreChange(ChangeKind.ORG_DEFAULT, org_id, None))
     return insert_unless_taken(
         connection,
         insert(organizations).values(
@@ -121,6 +123,7 @@ def write_org_default(
             row_version=organizations.c.row_version + 1,
         )
     )
+    announce(connection, StoreChange(ChangeKind.ORG_DEFAULT, org_id, None))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Column, ColumnElement, Connection, Table, func, insert, or_, select, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Table,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
+from llmbilling.store.change_feed import ChangeKind, StoreChange, announce
 from llmbilling.store.crypto import (
     EncryptedValue,
     SealedKeyCensus,
@@ -67,6 +79,35 @@ def owner_org_id(connection: Connection, scope: SecretScopeName, owner: UUID) ->
     return org_id
 
 
+def lock_owner(connection: Connection, scope: SecretScopeName, owner: UUID) -> UUID | None:
+    """Lock the secret owner's rows for the caller's transaction and answer the owner's org
+    (None when no such owner): a workspace's row then its org's row, an org's row alone
+    (``FOR UPDATE`` on PostgreSQL; SQLite's write transaction locks the database). Every
+    write that an org-wide or workspace plan is bound to holds its org's row, so a plan's
+    apply, which locks the same rows before re-reading its versions, sees every secret
+    written before it and excludes every one after. Workspace before org: the order the
+    override write and a workspace plan's apply take them in, so no two writers deadlock."""
+    org_id: UUID | None
+    if scope == "workspace":
+        org_id = connection.execute(
+            select(workspaces.c.org_id).where(workspaces.c.id == owner).with_for_update()
+        ).scalar_one_or_none()
+    else:
+        org_id = owner
+    if org_id is None:
+        return None
+    locked: UUID | None = connection.execute(
+        select(organizations.c.id).where(organizations.c.id == org_id).with_for_update()
+    ).scalar_one_or_none()
+    return locked
+
+
+def _secret_change(connection: Connection, scope: SecretScopeName, owner: UUID) -> StoreChange:
+    if scope == "org":
+        return StoreChange(ChangeKind.SECRET, owner, None)
+    return StoreChange(ChangeKind.SECRET, owner_org_id(connection, scope, owner), owner)
+
+
 def stored_key_version(
     connection: Connection, scope: SecretScopeName, owner: UUID, name: str
 ) -> int | None:
@@ -102,6 +143,7 @@ def insert_secret(
             }
         )
     )
+    announce(connection, _secret_change(connection, scope, owner))
 
 
 def replace_secret(
@@ -124,6 +166,18 @@ def replace_secret(
             updated_at=updated_at,
         )
     )
+    announce(connection, _secret_change(connection, scope, owner))
+
+
+def delete_secret(connection: Connection, scope: SecretScopeName, owner: UUID, name: str) -> bool:
+    """Remove the owner's secret ``name``; False when there was none (nothing changed)."""
+    tables = _TABLES[scope]
+    removed = connection.execute(
+        delete(tables.secrets).where(tables.owner_key == owner, tables.secrets.c.key == name)
+    ).rowcount
+    if removed:
+        announce(connection, _secret_change(connection, scope, owner))
+    return bool(removed)
 
 
 def secret_names(connection: Connection, scope: SecretScopeName, owner: UUID) -> list[SecretName]:
@@ -217,6 +271,7 @@ def reseal_if_unchanged(
             key_fingerprint=resealed.key_fingerprint,
         )
     )
+    announce(connection, _secret_change(connection, scope, row.owner_id))
 
 
 def count_not_under(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -192,4 +193,58 @@ console_sessions = Table(
     Column("expires_at", Timestamp, nullable=False),
     Column("ended_at", Timestamp, nullable=True),
     Index(None, "token_id"),
+)
+
+# Previewed changes bound to what their preview read (service/plans.py). No foreign keys: a
+# plan, like the audit log, outlives the org or workspace it changed.
+PLAN_STATES_SQL = "'proposed', 'approved', 'applied'"
+change_plans = Table(
+    "change_plans",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("change", JSON(), nullable=False),
+    Column("org_id", Uuid(), nullable=True),
+    Column("workspace_id", Uuid(), nullable=True),
+    Column("observed", JSON(), nullable=False),
+    Column("summary", JSON(), nullable=False),
+    Column("dangerous", Boolean(), nullable=False),
+    Column("state", Text(), nullable=False),
+    Column("proposed_by", Text(), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("approved_by", Text(), nullable=True),
+    Column("approved_at", Timestamp, nullable=True),
+    Column("applied_by", Text(), nullable=True),
+    Column("applied_at", Timestamp, nullable=True),
+    CheckConstraint(f"state IN ({PLAN_STATES_SQL})", name="state"),
+    Index(None, "org_id"),
+)
+
+# What-if jobs (store/jobs.py): state, progress, who asked, the proposal and the report, so a
+# job is seen from every replica and outlives the process that started it. No foreign key:
+# like the audit log's record of the start, a job outlives what it covered.
+WHATIF_JOB_STATES_SQL = "'queued', 'running', 'succeeded', 'failed'"
+whatif_jobs = Table(
+    "whatif_jobs",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("org_id", Uuid(), nullable=True),
+    Column("state", Text(), nullable=False),
+    Column("done", BigInteger(), nullable=False),
+    Column("total", BigInteger(), nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("finished_at", Timestamp, nullable=True),
+    Column("requested_by", Text(), nullable=False),
+    Column("attempts", Integer(), nullable=False),
+    Column("lease_owner", Text(), nullable=True),
+    Column("lease_expires_at", Timestamp, nullable=True),
+    Column("proposed_policy", JSON(), nullable=True),
+    Column("proposed_registry", JSON(), nullable=True),
+    Column("report", JSON(), nullable=True),
+    Column("error_code", Text(), nullable=True),
+    Column("error_message", Text(), nullable=True),
+    CheckConstraint(f"state IN ({WHATIF_JOB_STATES_SQL})", name="state"),
+    # An org's jobs in start order (quota, rate, keep); the queue in claim order.
+    Index(None, "org_id", "created_at"),
+    Index(None, "state", "created_at"),
 )

@@ -12,6 +12,7 @@ from uuid import UUID
 
 from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
+from llmbilling.store.change_feed import ChangeKind, StoreChange, announce
 from llmbilling.store.loop_reader import LoopReader
 from llmbilling.store.tables import api_tokens
 
@@ -49,6 +50,7 @@ def insert_token(
             created_at=created_at,
         )
     )
+    announce(connection, StoreChange(ChangeKind.TOKEN, org_id, None))
 
 
 def select_tokens(connection: Connection, org_id: UUID | None) -> list[StoredToken]:
@@ -70,9 +72,13 @@ def lock_token(connection: Connection, token_id: UUID) -> StoredToken | None:
 
 def set_revoked_at(connection: Connection, token_id: UUID, revoked_at: datetime) -> None:
     """Mark the token revoked at ``revoked_at`` in the caller's transaction."""
-    connection.execute(
-        update(api_tokens).where(api_tokens.c.id == token_id).values(revoked_at=revoked_at)
-    )
+    org_id = connection.execute(
+        update(api_tokens)
+        .where(api_tokens.c.id == token_id)
+        .values(revoked_at=revoked_at)
+        .returning(api_tokens.c.org_id)
+    ).scalar_one_or_none()
+    announce(connection, StoreChange(ChangeKind.TOKEN, org_id, None))
 
 
 # The unique index on token_hash finds the row. Revoked rows are returned too: a caller that

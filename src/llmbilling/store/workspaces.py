@@ -13,6 +13,7 @@ from uuid import UUID
 from sqlalchemy import ColumnElement, Connection, Row, insert, select, update
 
 from llmbilling.store.audit import as_utc
+from llmbilling.store.change_feed import ChangeKind, StoreChange, announce
 from llmbilling.store.engine import insert_unless_taken
 from llmbilling.store.tables import DEFAULT_RUNTIME as DEFAULT_RUNTIME
 from llmbilling.store.tables import organizations, workspaces
@@ -53,6 +54,7 @@ def insert_workspace(
 ) -> bool:
     """Add a workspace in the caller's transaction; False when the id is taken (the
     transaction is then unusable: the caller must end it with an error)."""
+    announce(connection, StoreChange(ChangeKind.WORKSPACE, org_id, workspace_id))
     return insert_unless_taken(
         connection,
         insert(workspaces).values(
@@ -122,8 +124,12 @@ def write_override(
             updated_at=updated_at,
             row_version=workspaces.c.row_version + 1,
         )
-    )
-    return written.rowcount == 1
+        .returning(workspaces.c.org_id)
+    ).first()
+    if written is None:
+        return False
+    announce(connection, StoreChange(ChangeKind.OVERRIDE, written.org_id, workspace_id))
+    return True
 
 
 def lock_for_provisioning(connection: Connection, workspace_id: UUID) -> None:
@@ -140,11 +146,13 @@ def set_model(
     connection: Connection, workspace_id: UUID, model: str, *, updated_at: datetime
 ) -> None:
     """Store the workspace's model and bump its ``row_version``."""
-    connection.execute(
+    org_id = connection.execute(
         update(workspaces)
         .where(workspaces.c.id == workspace_id)
         .values(model=model, updated_at=updated_at, row_version=workspaces.c.row_version + 1)
-    )
+        .returning(workspaces.c.org_id)
+    ).scalar_one_or_none()
+    announce(connection, StoreChange(ChangeKind.WORKSPACE, org_id, workspace_id))
 
 
 def _stored(row: Row[Any]) -> StoredWorkspace:

@@ -37,9 +37,9 @@ from llmbilling.api.console.session import (
     session_secret,
     set_session_cookie,
 )
-from llmbilling.api.etags import IfMatch, decision_etag, org_etag
+from llmbilling.api.etags import IfMatch, decision_etag
 from llmbilling.core.modes import MODE_VALUES, BillingMode, DecisionSource
-from llmbilling.errors import InvalidInputError, PreconditionFailedError, StoreUnavailableError
+from llmbilling.errors import InvalidInputError, StoreUnavailableError
 from llmbilling.service import admin, audit, console, console_sessions, orgs
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext
@@ -301,13 +301,6 @@ def _readable_org(context: ServiceContext, principal: Principal, org_id: str) ->
     return admin.get_org(context, parsed)
 
 
-def _writable_org(context: ServiceContext, principal: Principal, org_id: str) -> admin.OrgView:
-    org = _readable_org(context, principal, org_id)
-    if not principal.can_write(org.id):
-        raise WriteForbiddenError
-    return org
-
-
 def _default_words(context: ServiceContext, raw: str | None) -> str:
     return views.org_default_words(raw, context.deployment.org_default)
 
@@ -337,112 +330,6 @@ def org_default_page(
         notice=notice,
         notice_request=request_id if notice and _REQUEST_ID.match(request_id) else None,
     )
-
-
-@router.get("/orgs/{org_id}/default/set")
-def confirm_set_org_default(
-    context: Context, principal: SignedIn, org_id: str, mode: str = "", reason: str = ""
-) -> Response:
-    org = _writable_org(context, principal, org_id)
-    new_mode = admin.parse_override(mode)
-    return _confirm_org_default_page(context, principal, org, new_mode, reason)
-
-
-@router.get("/orgs/{org_id}/default/clear")
-def confirm_clear_org_default(
-    context: Context, principal: SignedIn, org_id: str, reason: str = ""
-) -> Response:
-    org = _writable_org(context, principal, org_id)
-    return _confirm_org_default_page(context, principal, org, None, reason)
-
-
-def _confirm_org_default_page(
-    context: ServiceContext,
-    principal: Principal,
-    org: admin.OrgView,
-    new_mode: BillingMode | None,
-    reason: str,
-) -> Response:
-    return render(
-        "console_org_default_confirm.html",
-        principal=principal,
-        org=org,
-        new_mode=None if new_mode is None else new_mode.value,
-        now_words=_default_words(context, org.billing_mode_default_raw),
-        after_words=_default_words(context, None if new_mode is None else new_mode.value),
-        # The write happens only if the org is still at the version this page showed.
-        version=org_etag(org.row_version),
-        # Checked now, so a reason the write would refuse is refused before the confirmation.
-        reason=admin.parse_reason(reason) or "",
-    )
-
-
-@router.post("/orgs/{org_id}/default/set", dependencies=[SameOrigin])
-def set_org_default(
-    request: Request,
-    context: Context,
-    principal: SignedIn,
-    org_id: str,
-    mode: Annotated[str, Form()],
-    version: Annotated[str, Form()],
-    reason: Annotated[str, Form()] = "",
-) -> Response:
-    org = _writable_org(context, principal, org_id)
-    new_mode = admin.parse_override(mode)
-    return _write_org_default(request, context, principal, org, new_mode, version, reason)
-
-
-@router.post("/orgs/{org_id}/default/clear", dependencies=[SameOrigin])
-def clear_org_default(
-    request: Request,
-    context: Context,
-    principal: SignedIn,
-    org_id: str,
-    version: Annotated[str, Form()],
-    reason: Annotated[str, Form()] = "",
-) -> Response:
-    org = _writable_org(context, principal, org_id)
-    return _write_org_default(request, context, principal, org, None, version, reason)
-
-
-def _write_org_default(
-    request: Request,
-    context: ServiceContext,
-    principal: Principal,
-    org: admin.OrgView,
-    new_mode: BillingMode | None,
-    version: str,
-    reason: str,
-) -> Response:
-    seen = IfMatch((version.strip(),)).org_versions()
-    if len(seen) != 1:
-        raise InvalidInputError("version", "is not a version this console issued")
-    who = _audit_context(request, principal)
-    try:
-        written = admin.set_org_default(
-            context,
-            org.id,
-            None if new_mode is None else new_mode.value,
-            audit_context=who,
-            expected_versions=seen,
-            reason=reason,
-        )
-    except PreconditionFailedError:
-        now = admin.get_org(context, org.id)
-        return render(
-            "console_org_default_stale.html",
-            status_code=409,
-            principal=principal,
-            org=now,
-            org_default=_default_words(context, now.billing_mode_default_raw),
-        )
-    if written.row_version == seen[0]:
-        # Stored what was already stored: not a change, so not audited (service/admin.py).
-        changed = "org_default_unchanged"
-    else:
-        changed = "org_default_set" if new_mode is not None else "org_default_cleared"
-    query = urlencode({"changed": changed, "request": who.request_id})
-    return RedirectResponse(f"/console/orgs/{org.id}/default?{query}", status_code=303)
 
 
 @router.get("/workspaces/{workspace_id}")

@@ -29,7 +29,7 @@ from llmbilling.api.console.guard import (
     WriteForbiddenError,
 )
 from llmbilling.api.console.rendering import render
-from llmbilling.api.routes.whatif import jobs_of
+from llmbilling.api.routes.whatif import jobs_of, readable_jobs
 from llmbilling.config.yaml_documents import parse_yaml_mapping
 from llmbilling.core.policy import compile_policy
 from llmbilling.core.registry import compile_registry
@@ -50,7 +50,6 @@ from llmbilling.service.whatif_report import (
     DocumentDiff,
     diff_line_class,
     render_html,
-    report_document,
     transition_chart,
     worst_orgs,
 )
@@ -100,13 +99,7 @@ def _form(
     problem: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    jobs = [
-        job
-        for job in jobs_of(request).jobs()
-        if (
-            principal.scope is Scope.ADMIN if job.org_id is None else principal.can_read(job.org_id)
-        )
-    ]
+    jobs = readable_jobs(jobs_of(request), principal)
     return render(
         "console_whatif.html",
         status_code=status_code,
@@ -188,9 +181,7 @@ def _pasted(text: str, source: str, error_type: type[DocumentError]) -> dict[str
 
 
 def _report_document(request: Request, job: WhatIfJob) -> dict[str, Any] | None:
-    jobs = jobs_of(request)
-    report, proposal = jobs.report(job.id), jobs.proposal(job.id)
-    return None if report is None or proposal is None else report_document(report, proposal)
+    return jobs_of(request).report_document(job.id)
 
 
 def _diff_lines(diff: DocumentDiff) -> list[tuple[str, str]]:

@@ -6,10 +6,13 @@ from fastapi import APIRouter
 
 from llmbilling.api.routes import (
     audit_log,
+    deployment,
     health,
+    ofrep,
     org_defaults,
     org_workspaces,
     orgs,
+    plans,
     provision_env,
     whatif,
     workspace_billing,
@@ -24,4 +27,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     audit_log.router,
     whatif.router,
     health.router,
+    deployment.router,
+    ofrep.router,
+    plans.router,
 )

@@ -5,7 +5,6 @@ An org-scoped token sees its own org's entries only; asking for another org is a
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -16,7 +15,7 @@ from llmbilling.api.access import require_readable_org
 from llmbilling.api.dependencies import Caller, Context
 from llmbilling.api.links import AUDIT_LINKS
 from llmbilling.api.problems import problem_responses
-from llmbilling.api.schemas import AuditPage
+from llmbilling.api.schemas import AuditPage, Rfc3339DateTime
 from llmbilling.service import audit
 from llmbilling.service.tokens import Scope
 
@@ -39,10 +38,12 @@ def read_audit_log(
         UUID | None, Query(description="Only entries of this workspace.")
     ] = None,
     since: Annotated[
-        datetime | None, Query(description="Entries at or after this time (with offset).")
+        Rfc3339DateTime | None,
+        Query(description="Entries at or after this time (RFC 3339, with offset)."),
     ] = None,
     until: Annotated[
-        datetime | None, Query(description="Entries before this time (with offset).")
+        Rfc3339DateTime | None,
+        Query(description="Entries before this time (RFC 3339, with offset)."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = 100,
     cursor: Annotated[

@@ -10,11 +10,18 @@ from starlette.responses import JSONResponse, Response
 
 from llmbilling.api.access import require, require_readable_org
 from llmbilling.api.dependencies import Audit, Caller, Context
-from llmbilling.api.etags import accepted_org_versions, none_match, org_etag
+from llmbilling.api.etags import (
+    CONDITION_HEADER_PATTERN,
+    ETAG_HEADER_PATTERN,
+    accepted_org_versions,
+    none_match,
+    org_etag,
+)
 from llmbilling.api.links import ORG_DEFAULT_READ_LINKS, ORG_DEFAULT_WRITE_LINKS
 from llmbilling.api.problems import problem_responses
+from llmbilling.api.routes.plans import AcknowledgeDangersHeader
 from llmbilling.api.schemas import OrgDefault, SetOrgDefault
-from llmbilling.service import admin
+from llmbilling.service import admin, plans
 from llmbilling.service.admin import OrgView
 
 router = APIRouter(prefix="/v1/orgs", tags=["orgs"])
@@ -25,6 +32,7 @@ IfMatchHeader = Annotated[
     str | None,
     Header(
         alias="If-Match",
+        pattern=CONDITION_HEADER_PATTERN,
         description="The ETag of the org default you read: the write happens only if current.",
     ),
 ]
@@ -32,11 +40,15 @@ IfNoneMatchHeader = Annotated[
     str | None,
     Header(
         alias="If-None-Match",
+        pattern=CONDITION_HEADER_PATTERN,
         description="ETags you hold: 304 Not Modified when one is current (weak comparison).",
     ),
 ]
 _ETAG_HEADER: dict[str, Any] = {
-    "ETag": {"description": "Changes with every write of the org.", "schema": {"type": "string"}}
+    "ETag": {
+        "description": "Changes with every write of the org.",
+        "schema": {"type": "string", "pattern": ETAG_HEADER_PATTERN},
+    }
 }
 
 
@@ -67,7 +79,7 @@ def get_org_default(
     response_model=OrgDefault,
     responses={
         200: {"headers": _ETAG_HEADER, "links": ORG_DEFAULT_WRITE_LINKS},
-        **problem_responses(400, 401, 403, 404, 412, 500, 503),
+        **problem_responses(400, 401, 403, 404, 409, 412, 500, 503),
     },
 )
 def set_org_default(
@@ -77,6 +89,7 @@ def set_org_default(
     caller: Caller,
     audit: Audit,
     if_match: IfMatchHeader = None,
+    acknowledge_dangers: AcknowledgeDangersHeader = None,
 ) -> Response:
     require_readable_org(caller, org_id)
     require(caller.can_write(org_id), "changing this org's default")
@@ -87,6 +100,7 @@ def set_org_default(
         audit_context=audit,
         expected_versions=accepted_org_versions(if_match),
         reason=body.reason,
+        under_lock=plans.guard_org_default(context, org_id, body.mode, acknowledge_dangers),
     )
     return _org_default_response(org)
 

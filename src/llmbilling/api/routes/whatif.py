@@ -2,10 +2,10 @@
 
 A what-if is a background job (see :mod:`llmbilling.service.whatif_jobs`): ``POST`` starts it
 and answers 202 with its id; ``GET /v1/whatif/{id}`` shows progress and, once done, the
-report; ``GET /v1/whatif`` lists the jobs the caller may read (this replica's: jobs live in
-the memory of the process that ran them). Starting one needs write access (an ``org_admin``
-for one org, ``admin`` for the whole fleet); reading one needs read access to its org (the
-whole fleet's: ``admin``).
+report; ``GET /v1/whatif`` lists the jobs the caller may read (jobs are stored: every replica
+answers for every job, whichever replica started or runs it). Starting one needs write
+access (an ``org_admin`` for one org, ``admin`` for the whole fleet); reading one needs read
+access to its org (the whole fleet's: ``admin``).
 
 A proposal is JSON or YAML (``Content-Type: application/yaml``): the same document either way,
 YAML read within the document bounds (no anchors, aliases or tags; depth and node caps).
@@ -29,7 +29,12 @@ from llmbilling.api.auth import Principal, Scope
 from llmbilling.api.dependencies import Audit, Caller, Context
 from llmbilling.api.links import WHATIF_JOB_LINKS, WHATIF_STARTED_LINKS
 from llmbilling.api.problems import problem_responses
-from llmbilling.api.schemas import WhatIfJob, WhatIfJobList, WhatIfRequest
+from llmbilling.api.schemas import (
+    WhatIfJob,
+    WhatIfJobList,
+    WhatIfRequest,
+    whatif_request_schema,
+)
 from llmbilling.config.yaml_documents import parse_yaml_mapping
 from llmbilling.core.policy import compile_policy
 from llmbilling.core.registry import compile_registry
@@ -41,9 +46,8 @@ from llmbilling.errors import (
 )
 from llmbilling.service import admin
 from llmbilling.service.whatif import proposed_configuration
+from llmbilling.service.whatif_jobs import JobState, WhatIfJobs
 from llmbilling.service.whatif_jobs import WhatIfJob as Job
-from llmbilling.service.whatif_jobs import WhatIfJobs
-from llmbilling.service.whatif_report import report_document
 
 router = APIRouter(prefix="/v1/whatif", tags=["what-if"])
 Compiled = TypeVar("Compiled")
@@ -104,7 +108,8 @@ def _yaml_body(data: bytes) -> Any:
         raise ProposalInvalidError("body", f"{where}{error.problem}") from None
 
 
-_PROPOSAL_SCHEMA = WhatIfRequest.model_json_schema()
+# Its documents' schemas are components (api/app.py adds them), so references point there.
+_PROPOSAL_SCHEMA = whatif_request_schema()
 _PROPOSAL_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -119,13 +124,21 @@ _PROPOSAL_BODY: dict[str, Any] = {
 
 @router.get(
     "",
-    summary="The what-if jobs this token may read, newest first (this replica's)",
+    summary="The what-if jobs this token may read, newest first",
     response_model=WhatIfJobList,
     responses=problem_responses(401, 500),
 )
 def list_whatif(request: Request, caller: Caller) -> Response:
-    jobs = [job for job in jobs_of(request).jobs() if _readable(caller, job)]
+    jobs = [job for job in readable_jobs(jobs_of(request), caller) if _readable(caller, job)]
     return JSONResponse({"jobs": [job_summary(job) for job in jobs]})
+
+
+def readable_jobs(jobs: WhatIfJobs, reader: Principal) -> list[Job]:
+    """The jobs ``reader`` may read, newest first: every job for an admin, else its org's
+    (read as the org's rows, not every org's filtered)."""
+    if reader.scope is Scope.ADMIN:
+        return jobs.jobs()
+    return [] if reader.org_id is None else jobs.jobs_of_org(reader.org_id)
 
 
 @router.post(
@@ -152,9 +165,13 @@ def start_whatif(
         require_readable_org(caller, body.org_id)
         admin.get_org(context, body.org_id)
         require(caller.can_write(body.org_id), "a what-if of this org")
-    policy = None if body.policy is None else _compiled("policy", compile_policy, body.policy)
+    policy = (
+        None if body.policy is None else compiled_proposal("policy", compile_policy, body.policy)
+    )
     registry = (
-        None if body.registry is None else _compiled("registry", compile_registry, body.registry)
+        None
+        if body.registry is None
+        else compiled_proposal("registry", compile_registry, body.registry)
     )
     job = jobs_of(request).start(
         proposed_configuration(context, policy, registry), org_id=body.org_id, audit_context=audit
@@ -185,13 +202,13 @@ def get_whatif(
 
 
 def job_document(job: Job, jobs: WhatIfJobs | None) -> dict[str, Any]:
-    """The wire shape of a job; with ``jobs``, its report (with the proposal's documents and
-    diffs) once there is one."""
-    report = None if jobs is None else jobs.report(job.id)
-    proposal = None if jobs is None else jobs.proposal(job.id)
+    """The wire shape of a job; with ``jobs``, its stored report (with the proposal's
+    documents and diffs) once there is one."""
     return {
         **job_summary(job),
-        "report": None if report is None or proposal is None else report_document(report, proposal),
+        "report": None
+        if jobs is None or job.state is not JobState.SUCCEEDED
+        else jobs.report_document(job.id),
     }
 
 
@@ -208,6 +225,8 @@ def job_summary(job: Job) -> dict[str, Any]:
         "error": None
         if job.error_code is None
         else {"code": job.error_code, "message": job.error_message or ""},
+        "requested_by": job.requested_by,
+        "attempts": job.attempts,
     }
 
 
@@ -215,7 +234,7 @@ def _readable(caller: Principal, job: Job) -> bool:
     return caller.scope is Scope.ADMIN if job.org_id is None else caller.can_read(job.org_id)
 
 
-def _compiled(
+def compiled_proposal(
     field: str, compile_document: Callable[[Mapping[str, Any], str], Compiled], document: Any
 ) -> Compiled:
     """A proposed document, compiled; its problems are a 422 naming the field and the path."""

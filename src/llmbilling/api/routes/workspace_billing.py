@@ -24,13 +24,20 @@ from llmbilling.api.dependencies import (
     context_of,
     metrics_of,
 )
-from llmbilling.api.etags import accepted_decision_versions, decision_etag, none_match
+from llmbilling.api.etags import (
+    CONDITION_HEADER_PATTERN,
+    ETAG_HEADER_PATTERN,
+    accepted_decision_versions,
+    decision_etag,
+    none_match,
+)
 from llmbilling.api.links import DECISION_READ_LINKS, DECISION_WRITE_LINKS
 from llmbilling.api.observability import Metrics
 from llmbilling.api.problems import problem_responses
+from llmbilling.api.routes.plans import AcknowledgeDangersHeader
 from llmbilling.api.schemas import Decision, SetOverride
 from llmbilling.errors import WorkspaceNotFoundError
-from llmbilling.service import admin
+from llmbilling.service import admin, plans
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.resolve import (
@@ -47,6 +54,7 @@ IfMatchHeader = Annotated[
     str | None,
     Header(
         alias="If-Match",
+        pattern=CONDITION_HEADER_PATTERN,
         description="The ETag of the decision you read: the write happens only if it is current.",
     ),
 ]
@@ -54,17 +62,18 @@ _ETAG_HEADER: dict[str, Any] = {
     "ETag": {
         "description": "Changes whenever the decision or its stored rows change"
         " (absent on a constant_fallback answer).",
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "pattern": ETAG_HEADER_PATTERN},
     }
 }
 IfNoneMatchHeader = Annotated[
     str | None,
     Header(
         alias="If-None-Match",
+        pattern=CONDITION_HEADER_PATTERN,
         description="ETags you hold: 304 Not Modified when one is current (weak comparison).",
     ),
 ]
-_WRITE_RESPONSES = problem_responses(400, 401, 403, 404, 412, 500, 503)
+_WRITE_RESPONSES = problem_responses(400, 401, 403, 404, 409, 412, 500, 503)
 
 
 @router.get(
@@ -108,6 +117,7 @@ def set_override(
     audit: Audit,
     metrics: AppMetrics,
     if_match: IfMatchHeader = None,
+    acknowledge_dangers: AcknowledgeDangersHeader = None,
 ) -> Response:
     return _write_override(
         context,
@@ -119,6 +129,7 @@ def set_override(
         if_match,
         reason=body.reason,
         expires_at=body.expires_at,
+        acknowledged=acknowledge_dangers,
     )
 
 
@@ -135,8 +146,18 @@ def clear_override(
     audit: Audit,
     metrics: AppMetrics,
     if_match: IfMatchHeader = None,
+    acknowledge_dangers: AcknowledgeDangersHeader = None,
 ) -> Response:
-    return _write_override(context, caller, audit, metrics, workspace_id, None, if_match)
+    return _write_override(
+        context,
+        caller,
+        audit,
+        metrics,
+        workspace_id,
+        None,
+        if_match,
+        acknowledged=acknowledge_dangers,
+    )
 
 
 def _write_override(
@@ -150,6 +171,7 @@ def _write_override(
     *,
     reason: str | None = None,
     expires_at: datetime | None = None,
+    acknowledged: str | None = None,
 ) -> Response:
     def authorize(org_id: UUID) -> None:
         # Applied by the write, under the row lock, to the workspace's org.
@@ -166,6 +188,8 @@ def _write_override(
         authorize=authorize,
         reason=reason,
         expires_at=expires_at,
+        # The danger guard (when the deployment sets one) runs after authorize, under the lock.
+        under_lock=plans.guard_override(context, workspace_id, mode, expires_at, acknowledged),
     )
     return _decision_response(written, metrics)
 

@@ -1,0 +1,66 @@
+"""Schemathesis hooks of the contract run (``SCHEMATHESIS_HOOKS=<this module>``).
+
+Each makes a case labelled valid actually valid, and never touches a case labelled invalid:
+
+- One constraint the document cannot state: an ``expires_at`` must be later than
+  now (else a 400 naming it, tested in ``tests/api/test_api_write_reasons.py``). A time valid
+  by the schema but already past is moved to the far future, so the write is exercised.
+- Schemathesis' coverage phase writes header values from letters and digits only
+  (``ensure_valid_headers_schema``), so it cannot write an entity tag (``"..."``) and sends
+  ``If-Match: 0`` labelled valid although the declared pattern refuses it (our 400). Such a
+  header becomes a tag of the declared form that matches no version.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import schemathesis
+from pydantic import TypeAdapter, ValidationError
+
+from llmbilling.api.etags import CONDITION_HEADER_PATTERN
+from llmbilling.api.schemas import Rfc3339DateTime
+
+FAR_FUTURE = "2999-01-01T00:00:00Z"
+NO_VERSION_TAG = '"0"'
+CONDITION_HEADERS = ("If-Match", "If-None-Match")
+_TIME = TypeAdapter(Rfc3339DateTime)
+_CONDITION = re.compile(CONDITION_HEADER_PATTERN)
+
+
+def move_past_expiry_to_the_future(body: object) -> None:
+    """Every ``expires_at`` in the body, at any depth (an override, a plan's change)."""
+    if isinstance(body, list):
+        for item in body:
+            move_past_expiry_to_the_future(item)
+    if not isinstance(body, dict):
+        return
+    for value in body.values():
+        move_past_expiry_to_the_future(value)
+    if not isinstance(body.get("expires_at"), str):
+        return
+    try:
+        expires_at = _TIME.validate_python(body["expires_at"])
+    except ValidationError:
+        return
+    # The hook sees the value as generated; the server sees the same instant (in UTC).
+    if expires_at <= datetime.now(UTC):
+        body["expires_at"] = FAR_FUTURE
+
+
+def write_conditions_in_the_declared_form(headers: dict[str, Any]) -> None:
+    for name in CONDITION_HEADERS:
+        value = headers.get(name)
+        if isinstance(value, str) and not _CONDITION.match(value):
+            headers[name] = NO_VERSION_TAG
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
+    if case.meta is None or not case.meta.generation.mode.is_positive:
+        return
+    move_past_expiry_to_the_future(case.body)
+    if case.headers:
+        write_conditions_in_the_declared_form(case.headers)
