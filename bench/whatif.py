@@ -4,8 +4,9 @@ For each engine: seed a synthetic fleet (default 1,000,000 workspaces), then, ro
 and alternating which goes first, time (a) the floor — streaming every workspace's row out of
 the database with the fleet scan's own keyset-paged statement and doing nothing with it — and
 (b) ``run_whatif`` with a proposed policy that drops the org rung (the #2608 change), which
-groups and counts the fleet in the database, decides each distinct input under both policies,
-reads the sealed-model rows one by one, and tallies. Medians of the rounds are reported.
+groups and counts the fleet in the database (PostgreSQL) or groups the streamed rows in Python
+(SQLite), decides each distinct input under both policies, decrypts the sealed-model rows one
+by one, and tallies. Medians of the rounds are reported.
 Memory: one more pass of each under ``tracemalloc`` (skip with ``--no-memory``); the growth is
 the what-if's peak Python heap minus the floor's.
 

@@ -83,6 +83,7 @@ EXPECTED: dict[type[LlmBillingError], tuple[int, int]] = {
     errors.PlanNeedsApprovalError: (1, 409),
     errors.PlanSelfApprovalError: (1, 409),
     errors.PlanNotDeployedError: (1, 409),
+    errors.PlanNeedsSecretValueError: (1, 409),
     errors.DangerNotAcknowledgedError: (1, 409),
     errors.TooManyRequestsError: (1, 429),
     errors.WhatIfQuotaExceededError: (1, 429),

@@ -55,6 +55,7 @@ class ErrorCode(StrEnum):
     PLAN_NEEDS_APPROVAL = "PLAN_NEEDS_APPROVAL"
     PLAN_SELF_APPROVAL = "PLAN_SELF_APPROVAL"
     PLAN_NOT_DEPLOYED = "PLAN_NOT_DEPLOYED"
+    PLAN_NEEDS_SECRET_VALUE = "PLAN_NEEDS_SECRET_VALUE"
     DANGER_NOT_ACKNOWLEDGED = "DANGER_NOT_ACKNOWLEDGED"
     # Provisioning
     PROVISION_FAILED = "PROVISION_FAILED"
@@ -420,6 +421,19 @@ class PlanNotDeployedError(ChangeConflictError):
             f"the running deployment does not run this plan's change yet ({', '.join(families)}):"
             " deploy it, then apply the plan to verify it",
             {"waiting": families},
+        )
+
+
+class PlanNeedsSecretValueError(ChangeConflictError):
+    """A plan that sets a secret applies only with the secret's value (never stored in the
+    plan); the apply gave none."""
+
+    code = ErrorCode.PLAN_NEEDS_SECRET_VALUE
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"value: this plan sets the secret {name}: give its value to apply it",
+            {"field": "value", "name": name},
         )
 
 

@@ -134,3 +134,21 @@ def test_the_plan_list_links_its_first_plan_to_read_approve_and_apply(api: Api) 
     assert set(links) == {"ReadPlan", "ApprovePlan", "ApplyPlan"}
     for target in links.values():
         assert target["parameters"] == {"plan_id": "$response.body#/plans/0/id"}
+
+
+@pytest.mark.parametrize("target", ["override", "apply"])
+def test_an_unknown_acknowledged_class_is_a_400_even_when_nothing_is_guarded(
+    api: Api, target: str
+) -> None:
+    _, workspace_id = api.org_with_workspace()
+    headers = {**api.admin_headers(), "Acknowledge-Dangers": "{}"}
+    if target == "override":
+        url, body = f"/v1/workspaces/{workspace_id}/llm-billing-mode", {"mode": "byok"}
+        response = api.client.put(url, headers=headers, json=body)
+    else:
+        response = api.client.post(
+            f"{PLANS}/{_override_plan(api, workspace_id)}/apply", headers=headers
+        )
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "acknowledge_dangers"

@@ -39,6 +39,8 @@ def test_run_server_freezes_the_startup_heap_then_runs_uvicorn_without_access_lo
         "port": 8123,
         "log_config": None,
         "access_log": False,
+        # An open OFREP event stream must not hold a stopping server for its lifetime.
+        "timeout_graceful_shutdown": serve_command.GRACEFUL_SHUTDOWN_SECONDS,
     }
     # httptools, refusing a request head over the default limits (tests/reliability/
     # test_header_limits.py runs it for real).

@@ -9,10 +9,16 @@ Each makes a case labelled valid actually valid, and never touches a case labell
   (``ensure_valid_headers_schema``), so it cannot write an entity tag (``"..."``) and sends
   ``If-Match: 0`` labelled valid although the declared pattern refuses it (our 400). Such a
   header becomes a tag of the declared form that matches no version.
+- A plan body names its target by id (a workspace, an org, a secret's owner), and a random
+  UUID names nothing (a 404, declared, but then no plan is ever proposed by a generated case
+  and schemathesis warns that the data is missing). The ids of a seeded org and workspace
+  (``LLMBILLING_CONTRACT_PLAN_TARGETS``, set by the contract test) stand in for them.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -57,10 +63,32 @@ def write_conditions_in_the_declared_form(headers: dict[str, Any]) -> None:
             headers[name] = NO_VERSION_TAG
 
 
+PLAN_TARGETS_VARIABLE = "LLMBILLING_CONTRACT_PLAN_TARGETS"
+PLAN_PATHS = ("/v1/plans", "/v1/plans/preview")
+
+
+def aim_plans_at_seeded_targets(body: object, targets: dict[str, str]) -> None:
+    """The ids of a plan body's change (and its ``org_id``) become the seeded ones."""
+    if not isinstance(body, dict):
+        return
+    change = body.get("change")
+    if isinstance(change, dict):
+        for field in ("workspace_id", "org_id"):
+            if isinstance(change.get(field), str):
+                change[field] = targets[field]
+        if isinstance(change.get("owner_id"), str) and change.get("scope") in ("org", "workspace"):
+            change["owner_id"] = targets[f"{change['scope']}_id"]
+    if isinstance(body.get("org_id"), str):
+        body["org_id"] = targets["org_id"]
+
+
 @schemathesis.hook
 def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     if case.meta is None or not case.meta.generation.mode.is_positive:
         return
+    targets = os.environ.get(PLAN_TARGETS_VARIABLE)
+    if targets and case.path in PLAN_PATHS:
+        aim_plans_at_seeded_targets(case.body, json.loads(targets))
     move_past_expiry_to_the_future(case.body)
     if case.headers:
         write_conditions_in_the_declared_form(case.headers)

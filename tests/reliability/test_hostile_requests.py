@@ -250,10 +250,11 @@ CASES: dict[str, Case] = {
     "SQL as If-Match": Case(
         "PUT",
         OVERRIDE,
-        412,
-        "PRECONDITION_FAILED",
+        400,
+        "INVALID_INPUT",
         _json({"mode": "byok"}),
         headers={"If-Match": f'"{SQL}"'},
+        field="If-Match",
     ),
     "SQL as the bearer token": Case(
         "GET", OVERRIDE, 401, "UNAUTHENTICATED", headers={"Authorization": f"Bearer {SQL}"}

@@ -1,7 +1,8 @@
 """Several ``llmbilling serve`` replicas on one PostgreSQL database, as behind a load balancer.
 
-- A write through one replica is read through every other, with the same ETag (at once on the
-  writing replica; on the others as soon as the change feed delivers the commit).
+- A write through one replica is read through every other, with the same ETag: at once on the
+  writing replica, and on the others when the read asks ``Cache-Control: no-cache``; a plain
+  read there as soon as the change feed delivers the commit.
 - A what-if job started on one replica is read, listed and finished through another; one whose
   replica is killed (``kill -9``) mid-run is run again from the start by a surviving replica.
 - Killing a replica under writes loses no acknowledged write.
@@ -131,6 +132,12 @@ def test_a_write_through_one_replica_is_read_through_every_other_with_its_etag(
             assert own.headers["etag"] == written.headers["etag"]
             for reader in clients:
                 if reader is not writer:
+                    fresh = reader.get(workspace, headers={"Cache-Control": "no-cache"})
+                    assert (fresh.json()["mode"], fresh.json()["source"]) == (
+                        mode,
+                        "workspace_override",
+                    )
+                    assert fresh.headers["etag"] == written.headers["etag"]
                     read, stale = visible(reader, workspace, mode)
                     assert read.headers["etag"] == written.headers["etag"]
                     stale_reads.append(stale)

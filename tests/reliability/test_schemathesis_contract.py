@@ -20,6 +20,7 @@ prints, per engine, the cases generated, the failures and the seconds taken.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -32,6 +33,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.reliability.long_run import LONG_RUN, report
+from tests.reliability.schemathesis_hooks import PLAN_TARGETS_VARIABLE
 from tests.reliability.servers import ServerProcess, llmbilling_serve
 from tests.store.db_fixtures import ENGINES, KEY_RING_TEXT, SAAS_PROXY, PostgresServer
 
@@ -72,6 +74,8 @@ def serve_with_generous_whatif_limits(port: int) -> list[str]:
 class SeededFleet:
     database_url: str
     token: str
+    # An org and one of its workspaces, for the ids in plan bodies (schemathesis_hooks.py).
+    plan_targets: dict[str, str]
 
     def __repr__(self) -> str:
         return "SeededFleet(...)"
@@ -107,7 +111,8 @@ def seed_fleet(database_url: str) -> SeededFleet:
             context, plans.org_default_change(org_ids[0], "disabled"), audit_context=who
         )
         token = create_token(context, scope=Scope.ADMIN, name="schemathesis").token
-    return SeededFleet(database_url, token)
+    targets = {"org_id": str(workspaces[6].org_id), "workspace_id": str(workspaces[6].id)}
+    return SeededFleet(database_url, token, targets)
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,9 @@ class RunResult:
     seconds: float
 
 
-def run_schemathesis(base_url: str, token: str, folder: Path, max_seconds: int) -> RunResult:
+def run_schemathesis(
+    base_url: str, token: str, folder: Path, max_seconds: int, plan_targets: dict[str, str]
+) -> RunResult:
     """``schemathesis run`` as an outside caller runs it, with every check, mode and phase."""
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
@@ -151,7 +158,12 @@ def run_schemathesis(base_url: str, token: str, folder: Path, max_seconds: int) 
     done = subprocess.run(
         command,
         cwd=folder,
-        env={**os.environ, "PYTHONPATH": str(REPOSITORY), "SCHEMATHESIS_HOOKS": HOOKS_MODULE},
+        env={
+            **os.environ,
+            "PYTHONPATH": str(REPOSITORY),
+            "SCHEMATHESIS_HOOKS": HOOKS_MODULE,
+            PLAN_TARGETS_VARIABLE: json.dumps(plan_targets),
+        },
         capture_output=True,
         text=True,
         timeout=max_seconds * 3 + 120,
@@ -192,21 +204,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 @pytest.fixture
-def served_fleet(database_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
+def served_fleet(database_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, SeededFleet]]:
     fleet = seed_fleet(database_url)
     server = ServerProcess(database_url, tmp_path, command=serve_with_generous_whatif_limits)
     server.start()
     try:
-        yield server, fleet.token
+        yield server, fleet
     finally:
         server.stop()
 
 
 def test_schemathesis_with_every_check_finds_nothing(
-    served_fleet: tuple[ServerProcess, str], tmp_path: Path
+    served_fleet: tuple[ServerProcess, SeededFleet], tmp_path: Path
 ) -> None:
-    server, token = served_fleet
-    result = run_schemathesis(server.base_url, token, tmp_path, MAX_SECONDS)
+    server, fleet = served_fleet
+    result = run_schemathesis(
+        server.base_url, fleet.token, tmp_path, MAX_SECONDS, fleet.plan_targets
+    )
     report(
         f"schemathesis --checks all --mode all (all phases) on {server.database_url.split(':')[0]}:"
         f" {result.cases} cases, {result.failures} failures, {result.seconds:.0f} s,"

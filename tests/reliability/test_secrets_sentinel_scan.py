@@ -380,20 +380,6 @@ def walk_the_console(walk: ApiWalk, token: str, job_id: str) -> set[tuple[str, s
             f"/v1/workspaces/{workspace_id}/llm-billing-mode",
             headers={"Authorization": f"Bearer {token}"},
         ).headers["etag"]
-    for action, data in (("set", {"mode": "byok"}), ("clear", {})):
-        org_version = walk.client.get(
-            f"/v1/orgs/{org_id}/llm-billing-mode-default",
-            headers={"Authorization": f"Bearer {token}"},
-        ).headers["etag"]
-        walk.call(
-            "POST",
-            f"/console/orgs/{{org_id}}/default/{action}",
-            f"/console/orgs/{org_id}/default/{action}",
-            data={**data, "version": org_version, "reason": "sentinel scan"},
-            headers=origin,
-            expect=(303,),
-            follow_redirects=False,
-        )
     # The plan confirmation: propose, show, approve (refused: the proposer's own), apply.
     proposed = walk.call(
         "POST",
@@ -418,6 +404,7 @@ def walk_the_console(walk: ApiWalk, token: str, job_id: str) -> set[tuple[str, s
         "POST",
         "/console/plans/{plan_id}/apply",
         f"{plan_page}/apply",
+        data={"reason": "sentinel scan"},
         headers=origin,
         expect=(303,),
         follow_redirects=False,

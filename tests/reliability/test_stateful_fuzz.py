@@ -58,6 +58,9 @@ from llmbilling.api.links import (
     ORG_DEFAULT_PATH,
     ORG_WORKSPACES_PATH,
     ORGS_PATH,
+    PLAN_APPLY_PATH,
+    PLAN_APPROVE_PATH,
+    PLAN_PATH,
     PROVISION_ENV_PATH,
     WHATIF_JOB_PATH,
     operation_ref,
@@ -89,6 +92,7 @@ CONFIG = SchemathesisConfig.from_dict(
 )
 
 WHATIF_PATH = "/v1/whatif"
+PLANS_PATH = "/v1/plans"
 # (source method, source path, status, link name) -> (target method, target path)
 DECLARED_LINKS = {
     ("GET", DECISION_PATH, "200", "SetOverride"): ("PUT", DECISION_PATH),
@@ -124,6 +128,21 @@ DECLARED_LINKS = {
     ("GET", AUDIT_PATH, "200", "NextPage"): ("GET", AUDIT_PATH),
     ("POST", WHATIF_PATH, "202", "ReadJob"): ("GET", WHATIF_JOB_PATH),
     ("GET", WHATIF_JOB_PATH, "200", "PollJob"): ("GET", WHATIF_JOB_PATH),
+    **{
+        (method, path, status, name): target
+        for method, path, status, read_again in (
+            ("POST", PLANS_PATH, "201", True),
+            ("GET", PLANS_PATH, "200", True),
+            ("GET", PLAN_PATH, "200", False),
+            ("POST", PLAN_APPROVE_PATH, "200", False),
+            ("POST", PLAN_APPLY_PATH, "200", False),
+        )
+        for name, target in (
+            ("ApprovePlan", ("POST", PLAN_APPROVE_PATH)),
+            ("ApplyPlan", ("POST", PLAN_APPLY_PATH)),
+            *((("ReadPlan", ("GET", PLAN_PATH)),) if read_again else ()),
+        )
+    },
 }
 # The chains the issue asked for; the long run must follow each of them.
 REQUIRED_CHAINS = {

@@ -1,7 +1,8 @@
-"""A plan's apply and a concurrent secret write on PostgreSQL, over real connections: every
+"""A plan's apply and a concurrent write on PostgreSQL, over real connections: every
 secret write locks its owner's rows (the workspace's, then its org's) before writing, and a
 plan's apply locks the same rows before re-reading the versions it is bound to, so a secret
 written while an apply is in flight is either seen by it (``PLAN_STALE``) or waits for it.
+An override write shares its org's row the same way, so an org-wide apply waits for it too.
 
 SQLite needs no such test: its write transaction locks the whole database. Waiting is
 observed, never timed: the test polls PostgreSQL's own view of the waiting backends.
@@ -20,7 +21,7 @@ from tests.store.db_fixtures import KEY_RING_TEXT, SAAS_PROXY, PostgresServer, s
 
 from llmbilling.config.registry import built_in_registry
 from llmbilling.errors import PlanStaleError
-from llmbilling.service import plans, secrets
+from llmbilling.service import admin, plans, secrets
 from llmbilling.service.context import DeploymentInputs, ServiceContext
 from llmbilling.store import migrate
 from llmbilling.store import plans as stored_plans
@@ -171,3 +172,28 @@ def test_a_held_org_lock_does_not_hold_up_another_orgs_secret_writes(
         written = secrets.set_secret(context, "org", other_org, "EXTRA", "v")
 
     assert written.owner_id == other_org
+
+
+def test_an_org_plan_applied_while_an_override_write_is_in_flight_waits_and_sees_it(
+    context: ServiceContext, database_url: str
+) -> None:
+    # The override write shares its org's row; the org-wide apply must lock it exclusively.
+    org_id, workspace_id = stored_workspace(context, org_default="platform_managed", model=KIMI)
+    plan = plans.propose_plan(context, plans.org_default_change(org_id, "byok"))
+    release, override_write, executor = _holding(
+        context,
+        lambda hook: admin.set_override(context, workspace_id, "disabled", under_lock=hook),
+    )
+    try:
+        apply = executor.submit(plans.apply_plan, context, plan.id)
+        _wait_until_a_backend_waits_on_a_lock(database_url)
+        assert not apply.done()
+        release.set()
+        override_write.result(timeout=WAIT_LIMIT_SECONDS)
+        with pytest.raises(PlanStaleError) as raised:
+            apply.result(timeout=WAIT_LIMIT_SECONDS)
+    finally:
+        release.set()
+        executor.shutdown(wait=True)
+
+    assert raised.value.details["moved"] == ["workspaces"]

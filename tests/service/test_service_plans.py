@@ -20,6 +20,7 @@ from llmbilling.errors import (
     PlanAlreadyAppliedError,
     PlanExpiredError,
     PlanNeedsApprovalError,
+    PlanNeedsSecretValueError,
     PlanNotDeployedError,
     PlanNotFoundError,
     PlanSelfApprovalError,
@@ -275,9 +276,9 @@ def test_a_secret_plan_takes_its_value_at_apply_and_never_stores_it(
     _, workspace_id = stored_workspace(context, override="byok", model=KIMI)
     change = plans.secret_change("workspace", workspace_id, "KIMI_API_KEY", present=True)
     plan = plans.propose_plan(context, change)
-    with pytest.raises(InvalidInputError) as raised:
+    with pytest.raises(PlanNeedsSecretValueError) as raised:
         plans.apply_plan(context, plan.id)
-    assert raised.value.field == "value"
+    assert raised.value.details["field"] == "value"
 
     plans.apply_plan(context, plan.id, secret_value="sk-SENTINEL-VALUE")
 

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from llmbilling.api.auth import RecentPrincipals
@@ -23,6 +23,7 @@ from llmbilling.api.console.routes import root_router as console_root_router
 from llmbilling.api.console.routes import router as console_router
 from llmbilling.api.console.session import ConsoleSessions
 from llmbilling.api.console.whatif_pages import router as console_whatif_router
+from llmbilling.api.dependencies import single_query_values
 from llmbilling.api.docs_pages import router as docs_router
 from llmbilling.api.limits import (
     MAX_REQUEST_BODY_BYTES,
@@ -78,6 +79,7 @@ def create_app(
                 service_context.close()
 
     app = FastAPI(
+        dependencies=[Depends(single_query_values)],
         title=API_TITLE,
         description=API_DESCRIPTION,
         version=version("llmbilling"),

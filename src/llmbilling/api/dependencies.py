@@ -19,11 +19,21 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from llmbilling.api.auth import Principal, RecentPrincipals, Revoked, authenticate_on_loop
 from llmbilling.api.observability import Metrics
-from llmbilling.errors import StoreUnavailableError, UnauthenticatedError
+from llmbilling.errors import InvalidInputError, StoreUnavailableError, UnauthenticatedError
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `llmbilling token create`.")
+
+
+async def single_query_values(request: Request) -> None:
+    """Refuse a query parameter given more than once (every route's dependency): no route
+    takes a list in the query, and which of several values would count is ambiguous."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name in seen:
+            raise InvalidInputError(name, "is given more than once; give it once")
+        seen.add(name)
 
 
 def context_of(request: Request) -> ServiceContext:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import EllipsisType
@@ -43,7 +43,6 @@ from llmbilling.core.decision import ChainOutcome, OverrideReadFailure
 from llmbilling.core.policy import CompiledPolicy
 from llmbilling.core.provisioning import effective_model
 from llmbilling.core.registry import CompiledRegistry
-from llmbilling.core.resolve import override_expired_at
 from llmbilling.core.whatif import (
     Change,
     Configuration,
@@ -60,6 +59,7 @@ from llmbilling.errors import (
     PlanAlreadyAppliedError,
     PlanExpiredError,
     PlanNeedsApprovalError,
+    PlanNeedsSecretValueError,
     PlanNotDeployedError,
     PlanNotFoundError,
     PlanSelfApprovalError,
@@ -77,6 +77,8 @@ from llmbilling.service.context import (
     writing,
 )
 from llmbilling.service.resolve import decision_time, stored_model
+from llmbilling.service.whatif import decide_grouped
+from llmbilling.store import fleet
 from llmbilling.store import plans as stored_plans
 from llmbilling.store.engine import Connection
 from llmbilling.store.orgs import org_exists
@@ -85,7 +87,6 @@ from llmbilling.store.secrets import owner_org_id
 from llmbilling.store.workspace_read import (
     WorkspaceState,
     as_uuid,
-    read_fleet_page,
     read_workspace_state,
     split_secret_names,
     stored_timestamp,
@@ -94,9 +95,6 @@ from llmbilling.store.workspace_read import (
 
 DEFAULT_IMPACT_LIMIT = 100
 MAX_IMPACT_LIMIT = 1000
-PREVIEW_PAGE_SIZE = 5000
-# Distinct stored-input combinations remembered at once (dropped when full: memory stays flat).
-MEMO_LIMIT = 100_000
 DANGER_VALUES: tuple[str, ...] = tuple(danger.value for danger in DangerClass)
 CHANGE_KINDS = ("workspace_override", "org_default", "secret", "deployment", "configuration")
 # The input families a plan is bound to (store/plans.py scope_versions, then the deployment's).
@@ -285,20 +283,6 @@ def _scope_of(connection: Connection, change: AnyChange, org_filter: UUID | None
     return ChangeScope(org_filter, None)
 
 
-def _scope_rows(connection: Connection, scope: ChangeScope) -> Iterator[Sequence[Any]]:
-    """The raw rows of an org's (or the fleet's) workspaces in id order, page by page: the
-    fleet what-if's read (``workspace_read.read_fleet_page``)."""
-    after: UUID | None = None
-    while True:
-        page = read_fleet_page(
-            connection, org_id=scope.org_id, after=after, limit=PREVIEW_PAGE_SIZE
-        )
-        yield from page
-        if len(page) < PREVIEW_PAGE_SIZE:
-            return
-        after = as_uuid(page[-1][0])
-
-
 def _row_state(row: Sequence[Any]) -> WorkspaceState:
     """A raw fleet row as the read path's state (for rows whose model is sealed)."""
     return WorkspaceState(
@@ -321,19 +305,18 @@ def _format_id(raw: Hashable) -> str:
     return str(as_uuid(raw))
 
 
-def _unsealed_facts(
-    context: ServiceContext, row: Sequence[Any], expires: datetime | None
-) -> StoredFacts:
-    """A raw row's facts when its model is not sealed (the model column is the model)."""
+def _unsealed_facts(context: ServiceContext, inputs: fleet.StoredInputs) -> StoredFacts:
+    """Grouped stored inputs (a model not sealed: the model column is the model) as the
+    core's facts."""
     deployment = context.deployment
     return StoredFacts(
-        override=row[2],
-        override_expires_at=expires,
-        org_default=row[5],
-        runtime=row[3],
-        model=effective_model(None, row[4], {}),
-        workspace_secret_names=split_secret_names(row[8]),
-        org_secret_names=split_secret_names(row[9]),
+        override=inputs.override,
+        override_expires_at=inputs.expired_at,
+        org_default=inputs.org_default,
+        runtime=inputs.runtime,
+        model=effective_model(None, inputs.model, {}),
+        workspace_secret_names=split_secret_names(inputs.workspace_secret_names),
+        org_secret_names=split_secret_names(inputs.org_secret_names),
         proxy_configured=deployment.proxy_configured,
         deployment_org_default=deployment.org_default,
     )
@@ -384,6 +367,10 @@ def _preview_in(
     impact_limit: int,
     samples_per_class: int,
 ) -> ChangePreview:
+    """The preview of ``change`` over ``scope``, read on ``connection``: an org's or the
+    fleet's workspaces through the fleet what-if's grouped engine
+    (``service.whatif.decide_grouped``), one workspace through the read path. The observed
+    digests are read in the same snapshot as the decisions (PostgreSQL)."""
     current = Configuration(context.policy, context.registry)
     proposed = proposed_configuration(change, current)
     tally = WhatIfTally(current, proposed, samples_per_class, format_id=_format_id)
@@ -392,44 +379,57 @@ def _preview_in(
     moved = 0
     # One "now" for the whole preview, as one read takes it.
     now = decision_time()
-    # Rows whose stored inputs decide alike share one comparison (as in the fleet what-if):
-    # keyed on the raw columns, with the expiry only as "has it passed".
-    memo: dict[tuple[Any, ...], tuple[Verdict, Verdict, Change]] = {}
 
-    def decide(facts: StoredFacts) -> tuple[Verdict, Verdict, Change]:
+    def decide(facts: StoredFacts) -> _Decided:
         compared = compare_facts(facts, facts_after(change, facts), now, current, proposed)
         return Verdict.of(compared.before), Verdict.of(compared.after), compared.change
 
-    def tally_one(workspace: Any, org: Any, decided: tuple[Verdict, Verdict, Change]) -> None:
+    def count(org: Hashable, decided: _Decided, workspaces: int) -> None:
         nonlocal moved
         old, new, compared = decided
-        tally.add(org, workspace, compared)
-        provisioning[old.provisioning, new.provisioning] += 1
+        tally.add_many(org, compared, workspaces)
+        provisioning[old.provisioning, new.provisioning] += workspaces
         if old != new:
-            moved += 1
-            if len(impacts) < impact_limit:
-                impacts.append(
-                    WorkspaceImpact(as_uuid(workspace), as_uuid(org), old, new, compared.dangers)
-                )
+            moved += workspaces
+
+    def sample_classes(decided: _Decided) -> list[tuple[Hashable, int]]:
+        old, new, compared = decided
+        classes: list[tuple[Hashable, int]] = [
+            (danger, samples_per_class) for danger in compared.dangers
+        ]
+        if compared.mode_changed:
+            classes.append((compared.mode_transition, samples_per_class))
+        if old != new:
+            classes.append((_MOVED, impact_limit))
+        return classes
+
+    def offer(workspace: UUID, org: UUID, decided: _Decided) -> None:
+        old, new, compared = decided
+        tally.offer_sample(workspace, compared)
+        if old != new and len(impacts) < impact_limit:
+            impacts.append(WorkspaceImpact(workspace, org, old, new, compared.dangers))
 
     if scope.workspace_id is not None:
         state = read_workspace_state(connection, scope.workspace_id)
         if state is not None:
-            tally_one(state.workspace_id, state.org_id, decide(stored_facts(context, state)))
+            decided = decide(stored_facts(context, state))
+            count(state.org_id, decided, 1)
+            offer(state.workspace_id, state.org_id, decided)
+        observed = _observed(context, connection, scope)
     else:
-        for row in _scope_rows(connection, scope):
-            if row[10] is not None or row[11] is not None:
-                # A sealed model: decrypted row by row, as the read path does.
-                tally_one(row[0], row[1], decide(stored_facts(context, _row_state(row))))
-                continue
-            expires = stored_timestamp(row[12])
-            key = (*row[2:6], override_expired_at(expires, now), row[8], row[9])
-            decided = memo.get(key)
-            if decided is None:
-                if len(memo) >= MEMO_LIMIT:
-                    memo.clear()
-                decided = memo[key] = decide(_unsealed_facts(context, row, expires))
-            tally_one(row[0], row[1], decided)
+        with fleet.grouped_reads(connection, scope.org_id, now) as grouped:
+            candidates = decide_grouped(
+                grouped,
+                lambda inputs: decide(_unsealed_facts(context, inputs)),
+                lambda row: decide(stored_facts(context, _row_state(row))),
+                count=count,
+                sample_classes=sample_classes,
+            )
+            observed = _observed(context, connection, scope)
+        # In id order: the tally keeps each class's lowest ids, the impacts are the lowest
+        # moved ids (the candidates hold them, see decide_grouped).
+        for workspace_id, org_id, decided in candidates:
+            offer(workspace_id, org_id, decided)
     report = tally.report()
     return ChangePreview(
         change=change,
@@ -443,10 +443,16 @@ def _preview_in(
         danger_samples=report.danger_samples,
         impacts=tuple(impacts),
         impacts_complete=moved <= impact_limit,
-        observed=_observed(context, connection, scope),
+        observed=observed,
         current_versions=report.current_versions,
         proposed_versions=report.proposed_versions,
     )
+
+
+# A decision as the preview shows it: before, after, and the what-if's change between them.
+_Decided = tuple[Verdict, Verdict, Change]
+# The sample class of the moved workspaces (their lowest ids are the listed impacts).
+_MOVED = "moved"
 
 
 def _observed(
@@ -846,7 +852,7 @@ def apply_plan(
     else:
         change = parse_change(found.change)
         if isinstance(change, SecretChange) and change.present and not secret_value:
-            raise InvalidInputError("value", "this plan sets a secret: give its value to apply")
+            raise PlanNeedsSecretValueError(change.name)
         hook = _apply_hook(context, parsed, who, authorize, consent)
         _write(context, change, who, hook, secret_value, why)
     return get_plan(context, parsed)
@@ -1094,11 +1100,13 @@ def guard_override(
     expires_at: str | datetime | None,
     acknowledged: str | Iterable[str] | None,
 ) -> Callable[[Connection], None] | None:
-    """:func:`write_guard` of an override write (None when the deployment guards nothing)."""
+    """:func:`write_guard` of an override write (None when the deployment guards nothing).
+    ``acknowledged`` is checked either way: an unknown class is an :class:`InvalidInputError`."""
+    known = parse_acknowledged(acknowledged)
     if not _guarding(context):
         return None
     change = override_change(workspace_id, mode, expires_at)
-    return write_guard(context, change, parse_acknowledged(acknowledged))
+    return write_guard(context, change, known)
 
 
 def guard_org_default(
@@ -1108,11 +1116,12 @@ def guard_org_default(
     acknowledged: str | Iterable[str] | None,
 ) -> Callable[[Connection], None] | None:
     """:func:`write_guard` of an org default write (None when the deployment guards
-    nothing)."""
+    nothing); ``acknowledged`` is checked either way, as :func:`guard_override` has it."""
+    known = parse_acknowledged(acknowledged)
     if not _guarding(context):
         return None
     change = org_default_change(org_id, mode)
-    return write_guard(context, change, parse_acknowledged(acknowledged))
+    return write_guard(context, change, known)
 
 
 def _guarding(context: ServiceContext) -> bool:

@@ -101,14 +101,17 @@ def read_decision(context: ServiceContext, workspace_id: str | UUID) -> StoredDe
     return _found(context, parsed, state)
 
 
-async def read_decision_on_loop(context: ServiceContext, workspace_id: UUID) -> StoredDecision:
+async def read_decision_on_loop(
+    context: ServiceContext, workspace_id: UUID, *, from_store: bool = False
+) -> StoredDecision:
     """:func:`read_decision` for a coroutine: the state is read through the loop's reader (no
-    thread hand-off), or taken from ``context.decision_cache`` while that serves; it raises
-    and falls back exactly as :func:`read_decision` does."""
+    thread hand-off), or taken from ``context.decision_cache`` while that serves, unless
+    ``from_store`` (then every commit, of any replica, is seen); it raises and falls back
+    exactly as :func:`read_decision` does."""
     cache = context.decision_cache
     reader = context.loop_reader()
     cache.catch_up(reader)
-    kept = cache.state(workspace_id)
+    kept = None if from_store else cache.state(workspace_id)
     if kept is not None:
         return StoredDecision(decide_from_state(context, kept), kept)
     ticket = cache.ticket()

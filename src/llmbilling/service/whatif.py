@@ -13,9 +13,10 @@ the registry credentials among them.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from llmbilling.core.derivation import derivation_key
@@ -122,42 +123,87 @@ def run_whatif(
     now = decision_time()
     changes = _Changes(context, current, proposed, now)
     progress = _Progress(on_progress, progress_every)
-    offered: list[tuple[UUID, Change]] = []
+
+    def count(org: Hashable, change: Change, workspaces: int) -> None:
+        tally.add_many(org, change, workspaces)
+        progress.advance(tally.total)
+
+    def classes(change: Change) -> list[tuple[Hashable, int]]:
+        return [(sample_class, samples_per_class) for sample_class in _sample_classes(change)]
+
     with fleet.grouped_fleet(context.store, parsed_org, now) as grouped:
-        change_numbers: dict[Change, int] = {}
-        change_of: dict[fleet.StoredInputs, int] = {}
-        for inputs in grouped.distinct_inputs():
-            change = changes.of_inputs(inputs)
-            change_of[inputs] = change_numbers.setdefault(change, len(change_numbers))
-        numbered = list(change_numbers)
-        sample_groups = _SampleGroups(samples_per_class)
-        for group in grouped.groups(change_of):
-            if group.change is not None:
-                change = numbered[group.change]
-            else:  # its inputs were written after distinct_inputs read them
-                assert group.inputs is not None
-                change = changes.of_inputs(group.inputs)
-            tally.add_many(group.org_id, change, group.workspaces)
-            if tally.wants_samples(change):
-                sample_groups.consider(group, change)
-            progress.advance(tally.total)
-        for workspace_id, group in grouped.lowest_ids(
-            change_of, sample_groups.chosen(), samples_per_class
-        ):
-            offered.append((workspace_id, sample_groups.change_of(group)))
-        sealed_samples = _SealedSamples(samples_per_class)
-        for row in grouped.sealed_model_rows(page_size):
-            change = changes.of_sealed_row(row)
-            tally.add_many(as_uuid(row[1]), change, 1)
-            if tally.wants_samples(change):
-                sealed_samples.consider(as_uuid(row[0]), change)
-            progress.advance(tally.total)
-        offered.extend(sealed_samples.kept())
+        candidates = decide_grouped(
+            grouped,
+            changes.of_inputs,
+            changes.of_sealed_row,
+            count=count,
+            sample_classes=classes,
+            page_size=page_size,
+        )
     # Offered in id order, the tally keeps each class's lowest ids: among these they are.
-    for workspace_id, change in sorted(offered, key=lambda pair: pair[0]):
+    for workspace_id, _, change in candidates:
         tally.offer_sample(workspace_id, change)
     progress.finish(tally.total)
     return tally.report()
+
+
+Decision = TypeVar("Decision", bound=Hashable)
+
+
+def decide_grouped(
+    grouped: fleet.GroupedFleet,
+    decide: Callable[[fleet.StoredInputs], Decision],
+    decide_sealed_row: Callable[[Sequence[Any]], Decision],
+    *,
+    count: Callable[[Hashable, Decision, int], None],
+    sample_classes: Callable[[Decision], Iterable[tuple[Hashable, int]]],
+    page_size: int = WHATIF_PAGE_SIZE,
+) -> list[tuple[UUID, UUID, Decision]]:
+    """The one grouped engine of the what-if and the change preview: every workspace of
+    ``grouped``'s scope decided, each distinct stored input once (``decide``; rows whose
+    model sits in sealed secrets one by one, ``decide_sealed_row`` with rows of
+    ``GroupedFleet.sealed_model_rows``), and counted with ``count(org, decision, workspaces)``
+    (per org and decision, several calls may add to one pair; ``org`` is the id as the store
+    returns it: a UUID, or hex text on SQLite, see ``workspace_read.as_uuid``).
+
+    Returns (workspace id, org id, decision) candidates in id order: for every sample class
+    and limit ``sample_classes(decision)`` names, the ``limit`` lowest ids of the workspaces
+    in that class are among them (taking, in order, the candidates of a class gives exactly
+    its lowest ids). Decisions must be hashable and equal when they decide alike.
+    """
+    if grouped.streams_rows:
+        return _decide_streamed(
+            grouped, decide, decide_sealed_row, count, sample_classes, page_size
+        )
+    decision_numbers: dict[Decision, int] = {}
+    change_of: dict[fleet.StoredInputs, int] = {}
+    for inputs in grouped.distinct_inputs():
+        decision = decide(inputs)
+        change_of[inputs] = decision_numbers.setdefault(decision, len(decision_numbers))
+    numbered = list(decision_numbers)
+    sample_groups: _SampleGroups[Decision] = _SampleGroups()
+    for group in grouped.groups(change_of):
+        if group.change is not None:
+            decision = numbered[group.change]
+        else:  # its inputs were written after distinct_inputs read them
+            assert group.inputs is not None
+            decision = decide(group.inputs)
+        count(group.org_id, decision, group.workspaces)
+        sample_groups.consider(group, decision, sample_classes(decision))
+    candidates: list[tuple[UUID, UUID, Decision]] = [
+        (workspace_id, group.org_id, sample_groups.decision_of(group))
+        for workspace_id, group in grouped.lowest_ids(
+            change_of, sample_groups.chosen(), sample_groups.largest_limit
+        )
+    ]
+    sealed_samples: _SealedSamples[Decision] = _SealedSamples()
+    for row in grouped.sealed_model_rows(page_size):
+        decision = decide_sealed_row(row)
+        org = as_uuid(row[1])
+        count(org, decision, 1)
+        sealed_samples.consider(as_uuid(row[0]), org, decision, sample_classes(decision))
+    candidates.extend(sealed_samples.kept())
+    return sorted(candidates, key=lambda candidate: candidate[0])
 
 
 class _Changes:
@@ -248,25 +294,106 @@ class _Changes:
         return change
 
 
-class _SampleGroups:
-    """Per sample class (a changed mode transition, a danger class), the ``limit`` groups with
-    the lowest lowest-ids: a class's ``limit`` lowest ids all lie in those groups (each id at
-    or below the class's limit-th lowest belongs to a group whose lowest id is one of them)."""
+def _decide_streamed(
+    grouped: fleet.GroupedFleet,
+    decide: Callable[[fleet.StoredInputs], Decision],
+    decide_sealed_row: Callable[[Sequence[Any]], Decision],
+    count: Callable[[Hashable, Decision, int], None],
+    sample_classes: Callable[[Decision], Iterable[tuple[Hashable, int]]],
+    page_size: int,
+) -> list[tuple[UUID, UUID, Decision]]:
+    """:func:`decide_grouped` over the scope's rows streamed in id order and grouped here
+    (``GroupedFleet.streams_rows``): the same decisions, counts and candidates. Counts are
+    handed to ``count`` every ``page_size`` rows; candidates are the first rows of each class."""
+    now = grouped.now
+    # Raw stored inputs (expiry only as "has it passed") to a decision number; bounded.
+    numbers: dict[tuple[Any, ...], int] = {}
+    decision_numbers: dict[Decision, int] = {}
+    decisions: list[Decision] = []
+    classes_of: list[list[tuple[Hashable, int]]] = []
+    taken: dict[Hashable, int] = {}
+    candidates: list[tuple[UUID, UUID, Decision]] = []
+    # (raw org id, decision number) per row, counted a page at a time.
+    pairs: list[tuple[Any, int]] = []
 
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
+    def number_of(decision: Decision) -> int:
+        number = decision_numbers.get(decision)
+        if number is None:
+            number = decision_numbers[decision] = len(decisions)
+            decisions.append(decision)
+            classes_of.append([pair for pair in sample_classes(decision) if pair[1] > 0])
+        return number
+
+    def flush() -> None:
+        for (org, number), workspaces in Counter(pairs).items():
+            count(org, decisions[number], workspaces)
+        pairs.clear()
+
+    for index, row in enumerate(grouped.rows(page_size), start=1):
+        if row[10] is not None or row[11] is not None:
+            # A sealed model: decided row by row, as the read path decrypts it.
+            number = number_of(decide_sealed_row(row))
+        else:
+            expires = None if row[12] is None else stored_timestamp(row[12])
+            passed = override_expired_at(expires, now)
+            key = (row[2], passed is not None, row[5], row[3], row[4], row[8], row[9])
+            found = numbers.get(key)
+            if found is None:
+                if len(numbers) >= MEMO_LIMIT:
+                    numbers.clear()
+                inputs = fleet.StoredInputs(
+                    override=row[2],
+                    expired_at=passed,
+                    org_default=row[5],
+                    runtime=row[3],
+                    model=row[4],
+                    workspace_secret_names=row[8],
+                    org_secret_names=row[9],
+                )
+                found = numbers[key] = number_of(decide(inputs))
+            number = found
+        pairs.append((row[1], number))
+        kept = False
+        for sample_class, limit in classes_of[number]:
+            seen = taken.get(sample_class, 0)
+            if seen < limit:
+                taken[sample_class] = seen + 1
+                kept = True
+        if kept:
+            candidates.append((as_uuid(row[0]), as_uuid(row[1]), decisions[number]))
+        if index % page_size == 0:
+            flush()
+    flush()
+    return candidates
+
+
+class _SampleGroups(Generic[Decision]):
+    """Per sample class of limit ``limit``, the ``limit`` groups with the lowest lowest-ids: a
+    class's ``limit`` lowest ids all lie in those groups (each id at or below the class's
+    limit-th lowest belongs to a group whose lowest id is one of them)."""
+
+    def __init__(self) -> None:
         # Max-heaps by lowest id (negated): the root is the group to drop first.
         self._heaps: dict[Hashable, list[tuple[int, int, fleet.InputGroup]]] = {}
-        self._changes: dict[tuple[UUID, int | None, str | None], Change] = {}
+        self._decisions: dict[tuple[UUID, int | None, str | None], Decision] = {}
         self._order = 0
+        self.largest_limit = 0
 
-    def consider(self, group: fleet.InputGroup, change: Change) -> None:
-        self._changes[group.identity] = change
-        for sample_class in _sample_classes(change):
+    def consider(
+        self,
+        group: fleet.InputGroup,
+        decision: Decision,
+        classes: Iterable[tuple[Hashable, int]],
+    ) -> None:
+        for sample_class, limit in classes:
+            if limit <= 0:
+                continue
+            self._decisions[group.identity] = decision
+            self.largest_limit = max(self.largest_limit, limit)
             heap = self._heaps.setdefault(sample_class, [])
             self._order += 1
             entry = (-group.lowest_id.int, self._order, group)
-            if len(heap) < self._limit:
+            if len(heap) < limit:
                 heapq.heappush(heap, entry)
             elif entry > heap[0]:
                 heapq.heapreplace(heap, entry)
@@ -275,30 +402,42 @@ class _SampleGroups:
         unique = {entry[2].identity: entry[2] for heap in self._heaps.values() for entry in heap}
         return list(unique.values())
 
-    def change_of(self, group: fleet.InputGroup) -> Change:
-        return self._changes[group.identity]
+    def decision_of(self, group: fleet.InputGroup) -> Decision:
+        return self._decisions[group.identity]
 
 
-class _SealedSamples:
-    """The ``limit`` lowest-id sealed rows of each sample class, whatever order they come in."""
+class _SealedSamples(Generic[Decision]):
+    """Per sample class of limit ``limit``, its ``limit`` lowest-id sealed rows, whatever
+    order they come in."""
 
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
+    def __init__(self) -> None:
         # Max-heaps by id (negated): the root is the row to drop first.
-        self._heaps: dict[Hashable, list[tuple[int, UUID, Change]]] = {}
+        self._heaps: dict[Hashable, list[tuple[int, UUID, UUID, Decision]]] = {}
 
-    def consider(self, workspace_id: UUID, change: Change) -> None:
-        entry = (-workspace_id.int, workspace_id, change)
-        for sample_class in _sample_classes(change):
+    def consider(
+        self,
+        workspace_id: UUID,
+        org_id: UUID,
+        decision: Decision,
+        classes: Iterable[tuple[Hashable, int]],
+    ) -> None:
+        entry = (-workspace_id.int, workspace_id, org_id, decision)
+        for sample_class, limit in classes:
+            if limit <= 0:
+                continue
             heap = self._heaps.setdefault(sample_class, [])
-            if len(heap) < self._limit:
+            if len(heap) < limit:
                 heapq.heappush(heap, entry)
-            elif entry > heap[0]:
+            elif entry[0] > heap[0][0]:
                 heapq.heapreplace(heap, entry)
 
-    def kept(self) -> list[tuple[UUID, Change]]:
-        unique = {entry[1]: entry[2] for heap in self._heaps.values() for entry in heap}
-        return list(unique.items())
+    def kept(self) -> list[tuple[UUID, UUID, Decision]]:
+        unique = {
+            entry[1]: (entry[1], entry[2], entry[3])
+            for heap in self._heaps.values()
+            for entry in heap
+        }
+        return list(unique.values())
 
 
 def _sample_classes(change: Change) -> list[Hashable]:

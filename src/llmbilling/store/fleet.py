@@ -3,12 +3,14 @@ keyset pages (``workspace_read.read_fleet_page``), and the what-if's grouped rea
 the grouping and counting to the database so Python's work grows with distinct decision inputs,
 not with workspaces.
 
-The grouped reads (:func:`grouped_fleet`) run in one read-only snapshot: the distinct stored
+The grouped reads (:func:`grouped_reads`; PostgreSQL, where they beat streaming) run in one
+snapshot: the distinct stored
 inputs, then per org how many workspaces fall in each *change* the caller assigned to those
 inputs, then the lowest ids of a few (org, change) groups for samples, and last the rows whose
 model sits in sealed ``MOLECULE_MODEL``/``MODEL`` secrets, row by row (only Python can decrypt
 them). A stored input is keyed by one text column (``input_key``): each part length-prefixed,
-so distinct inputs never share a key.
+so distinct inputs never share a key. On SQLite the caller streams the rows in id order instead
+and groups them itself (``service/whatif.py`` ``decide_grouped``).
 """
 
 from __future__ import annotations
@@ -126,8 +128,11 @@ class InputGroup:
 
 
 class GroupedFleet:
-    """The what-if's grouped reads over one read connection (see the module docstring); made
-    by :func:`grouped_fleet`. Each method is one statement."""
+    """The grouped reads of the what-if and the change preview over one connection (see the
+    module docstring); made by :func:`grouped_reads`. Each method is one statement, or one
+    statement per page for :meth:`rows`. The grouped statements (:meth:`distinct_inputs`,
+    :meth:`groups`, :meth:`lowest_ids`, :meth:`sealed_model_rows`) are PostgreSQL's; on
+    SQLite (:attr:`streams_rows`) the caller groups :meth:`rows`."""
 
     def __init__(self, connection: Connection, org_id: UUID | None, now: datetime) -> None:
         self._connection = connection
@@ -136,9 +141,34 @@ class GroupedFleet:
         self._dialect = connection.dialect.name
         self._keys: dict[StoredInputs, str] = {}
 
+    @property
+    def now(self) -> datetime:
+        """The moment expiry is judged against."""
+        return self._now
+
+    @property
+    def streams_rows(self) -> bool:
+        """Whether the caller should group :meth:`rows` itself instead of using the grouped
+        statements: on SQLite, whose in-process scan streams rows faster than grouping
+        statements ran there (a sort per statement, a JSON lookup per row; docs/DECISIONS.md)."""
+        return self._dialect != "postgresql"
+
+    def rows(self, page_size: int) -> Iterator[Sequence[Any]]:
+        """Every workspace's raw row of the scope in id order, ``page_size`` rows per
+        statement (``workspace_read.fleet_page_statement``'s columns)."""
+        after: UUID | None = None
+        while True:
+            page = read_fleet_page(
+                self._connection, org_id=self._org_id, after=after, limit=page_size
+            )
+            yield from page
+            if len(page) < page_size:
+                return
+            after = as_uuid(page[-1][0])
+
     def distinct_inputs(self) -> list[StoredInputs]:
         """Every distinct stored input of the unsealed workspaces."""
-        statement = _distinct_inputs_statement(self._dialect, self._org_id is not None)
+        statement = _distinct_inputs_statement(self._org_id is not None)
         found: list[StoredInputs] = []
         for key, expired_at in self._connection.execute(statement, self._parameters()):
             inputs = _decode(key, stored_timestamp(expired_at))
@@ -149,7 +179,7 @@ class GroupedFleet:
     def groups(self, change_of: Mapping[StoredInputs, int]) -> Iterator[InputGroup]:
         """Every unsealed workspace counted once, per org and change number (``change_of``
         maps inputs of :meth:`distinct_inputs` to the caller's change numbers), in org order."""
-        statement = _groups_statement(self._dialect, self._org_id is not None)
+        statement = _groups_statement(self._org_id is not None)
         parameters = self._parameters() | {"change_of_key": self._change_map(change_of)}
         for org_id, change, key, count, lowest_id, expired_at in self._connection.execute(
             statement, parameters
@@ -171,7 +201,7 @@ class GroupedFleet:
         wanted = {group.identity: group for group in groups}
         if not wanted or limit <= 0:
             return []
-        statement = _lowest_ids_statement(self._dialect)
+        statement = _lowest_ids_statement()
         parameters = {
             "now": self._now,
             "change_of_key": self._change_map(change_of),
@@ -190,7 +220,7 @@ class GroupedFleet:
         their own, a ``MOLECULE_MODEL``/``MODEL`` secret in either scope), in no particular
         order, ``batch_size`` rows fetched at a time: rows with
         ``workspace_read.workspace_states_page_statement``'s columns."""
-        statement = _sealed_rows_statement(self._dialect, self._org_id is not None)
+        statement = _sealed_rows_statement(self._org_id is not None)
         parameters: dict[str, object] = {}
         if self._org_id is not None:
             parameters["org_id"] = self._org_id
@@ -210,38 +240,58 @@ class GroupedFleet:
 
 @contextmanager
 def grouped_fleet(store: Store, org_id: UUID | None, now: datetime) -> Iterator[GroupedFleet]:
-    """The grouped reads of the fleet (of one org, if given) on one read connection; expiry
-    is judged against ``now``.
+    """The grouped reads of the fleet (of one org, if given) on one read connection of
+    ``store``, as :func:`grouped_reads` makes them. Raises ``StoreUnavailableError`` (inside
+    the block) when the store fails."""
+    with store.connection() as connection, grouped_reads(connection, org_id, now) as grouped:
+        yield grouped
 
-    On PostgreSQL the reads share one ``REPEATABLE READ`` snapshot. On SQLite each read is its
-    own snapshot (a held read transaction would hide a store failure behind its snapshot), so
-    :meth:`GroupedFleet.groups` also counts keys written after :meth:`distinct_inputs` ran.
-    Raises ``StoreUnavailableError`` (inside the block) when the store fails.
+
+@contextmanager
+def grouped_reads(
+    connection: Connection, org_id: UUID | None, now: datetime
+) -> Iterator[GroupedFleet]:
+    """The grouped reads of the fleet (of one org, if given) on ``connection``; expiry is
+    judged against ``now``.
+
+    On PostgreSQL the reads share one snapshot: on an autocommit read connection they open
+    and end their own ``REPEATABLE READ READ ONLY`` transaction; inside a caller's
+    transaction (a write checking what it would do) they run in a savepoint, so their
+    planner settings end with them. On SQLite the caller streams :meth:`GroupedFleet.rows`,
+    each page its own snapshot on an autocommit connection (a held read transaction would hide
+    a store failure behind its snapshot).
     """
-    with store.connection() as connection:
-        if connection.dialect.name != "postgresql":
-            yield GroupedFleet(connection, org_id, now)
-            return
+    if connection.dialect.name != "postgresql":
+        yield GroupedFleet(connection, org_id, now)
+        return
+    # The driver knows (the server reports the level it would use, autocommit or not).
+    autocommit = bool(getattr(connection.connection.dbapi_connection, "autocommit", False))
+    if autocommit:
         # The read connection is autocommit (a read is its one statement): these reads need
         # one snapshot, so they open and end their own read-only transaction.
         connection.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        # These statements cost much by the planner's estimate (a subquery per row), which
-        # would make PostgreSQL JIT-compile them: seconds of compiling for a scan that does
-        # not need it.
-        connection.exec_driver_sql("SET LOCAL jit = off")
-        # Room to hash the per-key groups and the secret-name joins instead of sorting on disk.
-        connection.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-        if org_id is None:
-            # Every row is read: hash joins over one sequential scan. Left to itself the
-            # planner walks the id index for a merge join with the aggregated secret names
-            # and probes the orgs row by row, fetching the table in random order (3x slower
-            # at a million workspaces).
-            connection.exec_driver_sql("SET LOCAL enable_mergejoin = off")
-            connection.exec_driver_sql("SET LOCAL enable_nestloop = off")
-        try:
-            yield GroupedFleet(connection, org_id, now)
-        finally:
-            connection.exec_driver_sql("ROLLBACK")
+    else:
+        connection.exec_driver_sql("SAVEPOINT grouped_reads")
+    # These statements cost much by the planner's estimate (a subquery per row), which
+    # would make PostgreSQL JIT-compile them: seconds of compiling for a scan that does
+    # not need it.
+    connection.exec_driver_sql("SET LOCAL jit = off")
+    # Room to hash the per-key groups and the secret-name joins instead of sorting on disk.
+    connection.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+    if org_id is None:
+        # Every row is read: hash joins over one sequential scan. Left to itself the
+        # planner walks the id index for a merge join with the aggregated secret names
+        # and probes the orgs row by row, fetching the table in random order (3x slower
+        # at a million workspaces).
+        connection.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+        connection.exec_driver_sql("SET LOCAL enable_nestloop = off")
+    try:
+        yield GroupedFleet(connection, org_id, now)
+    finally:
+        # Rolling back to the savepoint also undoes its SET LOCALs; the reads wrote nothing.
+        connection.exec_driver_sql(
+            "ROLLBACK" if autocommit else "ROLLBACK TO SAVEPOINT grouped_reads"
+        )
 
 
 def _decode(key: str, expired_at: datetime | None) -> StoredInputs:
@@ -276,13 +326,12 @@ _SEPARATOR = literal_column("','", Text)
 _NULL_PART = "~"
 
 
-def _is_sealed_model_row(dialect: str) -> ColumnElement[bool]:
+def _is_sealed_model_row() -> ColumnElement[bool]:
     """No model of its own (blank as Python's ``str.strip()`` sees it, as the read path
     judges) and a model secret in either scope: the read path decrypts its model."""
-    trim = func.btrim if dialect == "postgresql" else func.trim
     blank = literal_column("''", Text)
     white_space = literal_column(f"'{PYTHON_WHITE_SPACE}'", Text)
-    model_is_blank = func.coalesce(trim(workspaces.c.model, white_space), blank) == blank
+    model_is_blank = func.coalesce(func.btrim(workspaces.c.model, white_space), blank) == blank
     names = [literal_column(f"'{name}'", Text) for name in MODEL_SECRET_NAMES]
     return and_(
         model_is_blank,
@@ -299,9 +348,7 @@ def _is_sealed_model_row(dialect: str) -> ColumnElement[bool]:
 
 
 def _expiry_passed() -> ColumnElement[bool]:
-    # As override_expired_at: passed when now is not before it. SQLite keeps timestamps as
-    # fixed-width UTC text and the bound "now" is written alike, so the texts compare as the
-    # moments do.
+    # As override_expired_at: passed when now is not before it.
     return and_(
         workspaces.c.override_expires_at.is_not(None),
         workspaces.c.override_expires_at <= bindparam("now", type_=Timestamp),
@@ -315,15 +362,15 @@ def _key_part(value: ColumnElement[Any]) -> ColumnElement[str]:
     return func.coalesce(prefixed, literal_column(f"'{_NULL_PART}'", Text))
 
 
-def _keyed(dialect: str, orgs: _Orgs) -> Any:
+def _keyed(orgs: _Orgs) -> Any:
     """(org id, id, input key, passed expiry) of every unsealed workspace (of ``orgs``).
 
     The input key is one text of the stored decision inputs: override, expiry passed (0 or 1),
     org default, runtime, model, its and its org's secret names. The names are aggregated per
     owner once and joined (a hash join over the fleet, not a subquery per row).
     """
-    workspace_names = _names_by_owner(dialect, workspace_secrets.c.workspace_id, orgs)
-    org_names = _names_by_owner(dialect, org_secrets.c.org_id, orgs)
+    workspace_names = _names_by_owner(workspace_secrets.c.workspace_id, orgs)
+    org_names = _names_by_owner(org_secrets.c.org_id, orgs)
     passed = case(
         (_expiry_passed(), literal_column("'1:1'", Text)), else_=literal_column("'1:0'", Text)
     )
@@ -351,7 +398,7 @@ def _keyed(dialect: str, orgs: _Orgs) -> Any:
                 org_names, org_names.c.owner == workspaces.c.org_id
             )
         )
-        .where(not_(_is_sealed_model_row(dialect)))
+        .where(not_(_is_sealed_model_row()))
     )
     if orgs != "all":
         statement = statement.where(_of_orgs(workspaces.c.org_id, orgs))
@@ -368,15 +415,11 @@ def _of_orgs(org_id: ColumnElement[Any], orgs: _Orgs) -> ColumnElement[bool]:
     return org_id.in_(bindparam("org_ids", expanding=True, type_=workspaces.c.org_id.type))
 
 
-def _names_by_owner(dialect: str, owner: ColumnElement[Any], orgs: _Orgs) -> Any:
+def _names_by_owner(owner: ColumnElement[Any], orgs: _Orgs) -> Any:
     """(owner, its secret names aggregated in name order) per owner of ``owner``'s table, of
-    ``orgs`` only. On SQLite the order is that of the primary key (owner, name), which the
-    grouping scan follows."""
+    ``orgs`` only."""
     table = owner.table
-    if dialect == "postgresql":
-        names = func.string_agg(table.c.key, aggregate_order_by(_SEPARATOR, table.c.key))
-    else:
-        names = func.group_concat(table.c.key, _SEPARATOR)
+    names = func.string_agg(table.c.key, aggregate_order_by(_SEPARATOR, table.c.key))
     statement = select(owner.label("owner"), names.label("names")).group_by(owner)
     if orgs != "all" and owner is org_secrets.c.org_id:
         statement = statement.where(_of_orgs(owner, orgs))
@@ -388,23 +431,17 @@ def _names_by_owner(dialect: str, owner: ColumnElement[Any], orgs: _Orgs) -> Any
 
 
 @cache
-def _distinct_inputs_statement(dialect: str, by_org: bool) -> Select[Any]:
-    keyed = _keyed(dialect, "one" if by_org else "all")
+def _distinct_inputs_statement(by_org: bool) -> Select[Any]:
+    keyed = _keyed("one" if by_org else "all")
     return select(keyed.c.input_key, func.min(keyed.c.expired_at)).group_by(keyed.c.input_key)
 
 
-def _with_changes(dialect: str, keyed: Any) -> Any:
+def _with_changes(keyed: Any) -> Any:
     """``keyed`` with the caller's change number of its key (the JSON object bound as
-    ``:change_of_key``, read as rows by the engine's JSON function), and the key itself only
-    where the map lacks it."""
-    if dialect == "postgresql":
-        source = func.jsonb_each_text(cast(bindparam("change_of_key", type_=Text), JSONB))
-    else:
-        source = func.json_each(bindparam("change_of_key", type_=Text))
-    rows = source.table_valued("key", "value").alias("change_of_key")
-    # OFFSET 0 makes SQLite materialize the map, so it indexes it for the join; joined as the
-    # virtual table it is scanned once per workspace. PostgreSQL hashes it either way.
-    changes = select(rows.c.key, rows.c.value).offset(literal_column("0", Integer)).subquery()
+    ``:change_of_key``, read as rows by ``jsonb_each_text`` and hashed for the join), and the
+    key itself only where the map lacks it."""
+    source = func.jsonb_each_text(cast(bindparam("change_of_key", type_=Text), JSONB))
+    changes = source.table_valued("key", "value").alias("change_of_key")
     change = cast(changes.c.value, Integer)
     return (
         select(
@@ -419,23 +456,21 @@ def _with_changes(dialect: str, keyed: Any) -> Any:
     )
 
 
-def _id_order(dialect: str, column: ColumnElement[Any]) -> ColumnElement[Any]:
+def _id_order(column: ColumnElement[Any]) -> ColumnElement[Any]:
     # PostgreSQL has no min(uuid); the canonical text in byte order ("C") orders as the uuid.
-    if dialect == "postgresql":
-        return cast(column, Text).collate("C")
-    return column
+    return cast(column, Text).collate("C")
 
 
 @cache
-def _groups_statement(dialect: str, by_org: bool) -> Select[Any]:
-    changed = _with_changes(dialect, _keyed(dialect, "one" if by_org else "all"))
+def _groups_statement(by_org: bool) -> Select[Any]:
+    changed = _with_changes(_keyed("one" if by_org else "all"))
     return (
         select(
             changed.c.org_id,
             changed.c.change,
             changed.c.unmapped_key,
             func.count(),
-            func.min(_id_order(dialect, changed.c.id)),
+            func.min(_id_order(changed.c.id)),
             func.min(changed.c.expired_at),
         )
         .group_by(changed.c.org_id, changed.c.change, changed.c.unmapped_key)
@@ -444,8 +479,8 @@ def _groups_statement(dialect: str, by_org: bool) -> Select[Any]:
 
 
 @cache
-def _lowest_ids_statement(dialect: str) -> Select[Any]:
-    changed = _with_changes(dialect, _keyed(dialect, "listed"))
+def _lowest_ids_statement() -> Select[Any]:
+    changed = _with_changes(_keyed("listed"))
     group = (changed.c.org_id, changed.c.change, changed.c.unmapped_key)
     ranked = select(
         changed.c.id,
@@ -458,12 +493,12 @@ def _lowest_ids_statement(dialect: str) -> Select[Any]:
 
 
 @cache
-def _sealed_rows_statement(dialect: str, by_org: bool) -> Select[Any]:
+def _sealed_rows_statement(by_org: bool) -> Select[Any]:
     # One statement in no order: paging in id order would walk the id index and fetch rows
     # all over the table; unordered, the database scans it once.
     return (
-        workspace_states_page_statement(dialect, by_org, False)
+        workspace_states_page_statement("postgresql", by_org, False)
         .order_by(None)
         .limit(None)
-        .where(_is_sealed_model_row(dialect))
+        .where(_is_sealed_model_row())
     )

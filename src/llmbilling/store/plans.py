@@ -16,17 +16,20 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     RowMapping,
     Select,
-    bindparam,
+    Text,
+    cast,
+    func,
     insert,
+    literal_column,
     select,
-    text,
     update,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
-from llmbilling.store.engine import named_parameter_dialect
 from llmbilling.store.tables import (
     change_plans,
     org_secrets,
@@ -156,11 +159,15 @@ def _moment(raw: object) -> datetime:
 
 def lock_scope(connection: Connection, org_id: UUID | None, workspace_id: UUID | None) -> None:
     """Lock the scope's org row (and workspace row) for the caller's transaction, so the
-    versions read next stay until it ends (the org-default and override writes lock the same
-    rows; SQLite's write transaction locks the database)."""
+    versions read next stay until it ends (every write bound to a plan locks its workspace's
+    row, then its org's; SQLite's write transaction locks the database). A workspace's plan
+    only shares the org row (``FOR SHARE``): two such applies in one org must not wait on
+    each other to upgrade the same shared lock."""
     if org_id is not None:
         connection.execute(
-            select(organizations.c.id).where(organizations.c.id == org_id).with_for_update()
+            select(organizations.c.id)
+            .where(organizations.c.id == org_id)
+            .with_for_update(read=workspace_id is not None)
         ).first()
     if workspace_id is not None:
         connection.execute(
@@ -175,18 +182,20 @@ def scope_versions(
     ``row_version`` moves with the org default), ``workspaces`` (which workspaces, and their
     ``row_version``: overrides), ``secrets`` (names, key versions and times of the org's and
     the workspaces' secrets). The scope is one workspace (``workspace_id``), one org's
-    workspaces (``org_id`` alone) or the fleet (neither)."""
-    orgs = select(organizations.c.id, organizations.c.row_version).order_by(organizations.c.id)
-    spaces = select(workspaces.c.id, workspaces.c.row_version).order_by(workspaces.c.id)
+    workspaces (``org_id`` alone) or the fleet (neither). Any row's version or time moving,
+    and any row inserted or deleted in the scope, changes its family's digest. Each family is
+    one aggregate statement (the database joins the rows' text; Python hashes it)."""
+    orgs = select(organizations.c.id, organizations.c.row_version)
+    spaces = select(workspaces.c.id, workspaces.c.row_version)
     org_keys = select(
         org_secrets.c.org_id, org_secrets.c.key, org_secrets.c.key_version, org_secrets.c.updated_at
-    ).order_by(org_secrets.c.org_id, org_secrets.c.key)
+    )
     space_keys = select(
         workspace_secrets.c.workspace_id,
         workspace_secrets.c.key,
         workspace_secrets.c.key_version,
         workspace_secrets.c.updated_at,
-    ).order_by(workspace_secrets.c.workspace_id, workspace_secrets.c.key)
+    )
     if org_id is not None:
         orgs = orgs.where(organizations.c.id == org_id)
         org_keys = org_keys.where(org_secrets.c.org_id == org_id)
@@ -198,24 +207,39 @@ def scope_versions(
         space_keys = space_keys.join(
             workspaces, workspaces.c.id == workspace_secrets.c.workspace_id
         ).where(workspaces.c.org_id == org_id)
-    secrets = _digest(connection, org_keys) + _digest(connection, space_keys)
+    secrets = _digest(connection, org_keys, (org_secrets.c.org_id, org_secrets.c.key)) + _digest(
+        connection, space_keys, (workspace_secrets.c.workspace_id, workspace_secrets.c.key)
+    )
     return {
-        "orgs": _digest(connection, orgs),
-        "workspaces": _digest(connection, spaces),
+        "orgs": _digest(connection, orgs, (organizations.c.id,)),
+        "workspaces": _digest(connection, spaces, (workspaces.c.id,)),
         "secrets": hashlib.sha256(secrets.encode()).hexdigest()[:32],
     }
 
 
-def _digest(connection: Connection, statement: Select[Any]) -> str:
-    # The driver's raw values, unconverted (a big org has many rows): a plan is checked
-    # against the database it was read from, so one driver's text of a value is enough.
-    compiled = statement.compile(dialect=named_parameter_dialect(connection.dialect.name))
-    raw = (
-        text(str(compiled))
-        .bindparams(*(bindparam(name, type_=b.type) for b, name in compiled.bind_names.items()))
-        .columns()
-    )
-    digest = hashlib.sha256()
-    for row in connection.execute(raw, compiled.params):
-        digest.update(repr(tuple(row)).encode())
-    return digest.hexdigest()[:32]
+_NULL_TEXT = literal_column("'~'", Text)
+
+
+def _digest(
+    connection: Connection, statement: Select[Any], order: tuple[ColumnElement[Any], ...]
+) -> str:
+    """The hash of one text the database aggregates from ``statement``'s rows in ``order``:
+    each row its columns' text joined by ':', rows joined by '|' (ids, numbers, times and env
+    names hold neither). One row crosses the wire, not the scope's rows. The text is the
+    database's own (a plan is checked against the database it was read from)."""
+    parts = [func.coalesce(cast(column, Text), _NULL_TEXT) for column in statement.selected_columns]
+    line: ColumnElement[str] = parts[0]
+    for part in parts[1:]:
+        line = line + literal_column("':'", Text) + part
+    separator = literal_column("'|'", Text)
+    if connection.dialect.name == "postgresql":
+        aggregated = statement.with_only_columns(
+            func.string_agg(line, aggregate_order_by(separator, *order))
+        )
+    else:
+        # SQLite before 3.44 has no ORDER BY inside an aggregate: group_concat follows the
+        # order of the subquery it reads.
+        ordered = statement.with_only_columns(line.label("line")).order_by(*order).subquery()
+        aggregated = select(func.group_concat(ordered.c.line, separator))
+    joined = connection.execute(aggregated).scalar_one()
+    return hashlib.sha256(("" if joined is None else str(joined)).encode()).hexdigest()[:32]

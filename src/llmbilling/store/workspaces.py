@@ -78,7 +78,9 @@ def read_workspace(connection: Connection, workspace_id: UUID) -> StoredWorkspac
 
 def lock_override(connection: Connection, workspace_id: UUID) -> LockedOverride | None:
     """The workspace's org and override, the row locked for the caller's transaction
-    (``FOR UPDATE`` on PostgreSQL); None when no workspace has this id."""
+    (``FOR UPDATE`` on PostgreSQL), then its org's row shared (``FOR SHARE``), so an org-wide
+    plan's apply, which locks the org row, excludes the write or sees it (workspace before
+    org, as every writer takes them); None when no workspace has this id."""
     row = connection.execute(
         select(workspaces.c.org_id, workspaces.c.llm_billing_mode, workspaces.c.override_expires_at)
         .where(workspaces.c.id == workspace_id)
@@ -86,6 +88,11 @@ def lock_override(connection: Connection, workspace_id: UUID) -> LockedOverride 
     ).first()
     if row is None:
         return None
+    connection.execute(
+        select(organizations.c.id)
+        .where(organizations.c.id == row.org_id)
+        .with_for_update(read=True)
+    ).first()
     expires_at = None if row.override_expires_at is None else as_utc(row.override_expires_at)
     return LockedOverride(row.org_id, row.llm_billing_mode, expires_at)
 

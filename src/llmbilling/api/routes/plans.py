@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Header, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool
 from starlette.responses import JSONResponse, Response
 
 from llmbilling.api.access import require
@@ -107,14 +107,14 @@ class SecretChangeBody(_Model):
             "not": {"enum": list[JsonValue](sorted(plans.MODEL_SECRET_NAMES))},
         },
     )
-    present: bool = Field(
+    present: StrictBool = Field(
         description="true: the secret is set (its value is given at apply); false: deleted."
     )
 
 
 class DeploymentChangeBody(_Model):
     kind: Literal["deployment"]
-    proxy_configured: bool | None = Field(
+    proxy_configured: StrictBool | None = Field(
         default=None, description="Whether the deployment will have a proxy; null: as today."
     )
     org_default: str | None = Field(
@@ -131,18 +131,7 @@ def _proposed_document(model: type[BaseModel]) -> dict[str, JsonValue]:
 
 
 class ConfigurationChangeBody(_Model):
-    # A configuration change names a policy or a registry (or both).
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        json_schema_extra={
-            "anyOf": [
-                {"required": [name], "properties": {name: {"type": "object"}}}
-                for name in ("policy", "registry")
-            ]
-        },
-    )
-
+    # Naming neither previews no change, as a what-if naming neither compares today with itself.
     kind: Literal["configuration"]
     policy: dict[str, Any] | None = Field(
         default=None,

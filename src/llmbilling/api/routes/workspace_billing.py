@@ -73,7 +73,25 @@ IfNoneMatchHeader = Annotated[
         description="ETags you hold: 304 Not Modified when one is current (weak comparison).",
     ),
 ]
+CacheControlHeader = Annotated[
+    str | None,
+    Header(
+        alias="Cache-Control",
+        description="`no-cache`: decide from the store as it is now, never from this"
+        " replica's in-memory inputs (which another replica's commit reaches when the change"
+        " feed delivers it, typically within milliseconds).",
+    ),
+]
 _WRITE_RESPONSES = problem_responses(400, 401, 403, 404, 409, 412, 500, 503)
+
+
+def asks_no_cache(cache_control: str | None) -> bool:
+    """Whether a ``Cache-Control`` request header holds ``no-cache`` (RFC 9111 §5.2.1.4: among
+    other directives, in any case, with or without an argument)."""
+    if cache_control is None:
+        return False
+    directives = (part.strip().lower() for part in cache_control.split(","))
+    return any(directive.split("=", 1)[0] == "no-cache" for directive in directives)
 
 
 @router.get(
@@ -91,11 +109,14 @@ async def get_decision(
     caller: DecisionCaller,
     request: Request,
     if_none_match: IfNoneMatchHeader = None,
+    cache_control: CacheControlHeader = None,
 ) -> Response:
     # The hottest route: on the event loop (the reader needs no thread, the rest is CPU work),
     # taking what it needs from the request rather than through three more dependencies.
     context = context_of(request)
-    stored = await read_decision_on_loop(context, workspace_id)
+    stored = await read_decision_on_loop(
+        context, workspace_id, from_store=asks_no_cache(cache_control)
+    )
     # An unreadable store tells us nothing about the workspace, so nothing can leak: the
     # fallback answer is the same for every id.
     if stored.org_id is not None and not caller.can_read(stored.org_id):
