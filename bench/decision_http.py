@@ -34,7 +34,7 @@ workspace once, each connection taking its share (every answer a 200, excluded f
 figures), and its decisions/s is printed as the cold figure (a server's first read of a
 workspace reads the store); the rounds' decision GETs/s at --concurrency is the warm figure
 (decision inputs are then in memory, on both engines, except each entry's re-read after its
-30 s maximum age, which the rounds include). The lines ``decisions_per_second_cold:`` per
+300 s maximum age, which the rounds include). The lines ``decisions_per_second_cold:`` per
 engine, then one ``decisions_per_second:``, PostgreSQL's warm figure (SQLite's when PostgreSQL
 is skipped), labelled. Staleness is measured against a second server (a
 replica on the same database, started after the load): --staleness-samples times, a workspace

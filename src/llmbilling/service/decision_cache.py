@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # service.tokens builds on the context, which holds this cach
 
 DEFAULT_STATE_CAPACITY = 50_000
 DEFAULT_TOKEN_CAPACITY = 10_000
-DEFAULT_MAX_AGE_SECONDS = 30.0
+DEFAULT_MAX_AGE_SECONDS = 300.0
 
 Key = TypeVar("Key", bound=Hashable)
 Value = TypeVar("Value")
