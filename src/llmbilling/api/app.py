@@ -37,7 +37,7 @@ from llmbilling.api.problems import (
     install_problem_handlers,
     problem_body,
 )
-from llmbilling.api.routes import ROUTERS
+from llmbilling.api.routes import OFREP_ROUTER, ROUTERS
 from llmbilling.api.schemas import proposal_document_schemas
 from llmbilling.config.settings import Settings
 from llmbilling.service.context import ServiceContext
@@ -79,7 +79,6 @@ def create_app(
                 service_context.close()
 
     app = FastAPI(
-        dependencies=[Depends(single_query_values)],
         title=API_TITLE,
         description=API_DESCRIPTION,
         version=version("llmbilling"),
@@ -111,8 +110,11 @@ def create_app(
         metrics=app.state.metrics,
         internal_error=problem_body(500, INTERNAL_ERROR_CODE, "an unexpected error occurred"),
     )
+    # A query parameter given twice is refused on our own routes (400 naming it); OFREP's
+    # routes keep the OFREP document's answers.
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, dependencies=[Depends(single_query_values)])
+    app.include_router(OFREP_ROUTER)
     # The web console (HTML pages under /console/) is included here.
     app.include_router(console_router)
     app.include_router(console_root_router)
