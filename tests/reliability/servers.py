@@ -200,20 +200,26 @@ class SeededStore:
         return f"SeededStore(org_id={self.org_id}, workspaces={len(self.workspace_ids)})"
 
 
-def seed_store(database_url: str, *, workspaces: int) -> SeededStore:
-    """Migrate, then create one org with ``workspaces`` codex/gpt-5.5 workspaces (decided
-    ``byok`` from ``derived_provider`` while no override is set) and an admin token."""
+def migrated_context(database_url: str) -> ServiceContext:
+    """Migrate the database, then open the test deployment's context on it (SaaS proxy, no
+    env org default, the built-in registry, the test key ring)."""
     store = open_store(database_url)
     try:
         migrate.upgrade(store)
     finally:
         store.close()
-    with ServiceContext(
+    return ServiceContext(
         open_store(database_url),
         DeploymentInputs(proxy=SAAS_PROXY, org_default=None),
         built_in_registry(),
         key_ring_loader=lambda: KeyRing.parse(KEY_RING_TEXT),
-    ) as context:
+    )
+
+
+def seed_store(database_url: str, *, workspaces: int) -> SeededStore:
+    """Migrate, then create one org with ``workspaces`` codex/gpt-5.5 workspaces (decided
+    ``byok`` from ``derived_provider`` while no override is set) and an admin token."""
+    with migrated_context(database_url) as context:
         org = admin.create_org(context, "reliability")
         ids = tuple(
             admin.create_workspace(context, org.id, runtime="codex", model="gpt-5.5").id

@@ -34,18 +34,13 @@ import httpx
 import pytest
 from tests.reliability.long_run import LONG_RUN, report
 from tests.reliability.schemathesis_hooks import PLAN_TARGETS_VARIABLE
-from tests.reliability.servers import ServerProcess, llmbilling_serve
-from tests.store.db_fixtures import ENGINES, KEY_RING_TEXT, SAAS_PROXY, PostgresServer
+from tests.reliability.servers import ServerProcess, llmbilling_serve, migrated_context
+from tests.store.db_fixtures import ENGINES, PostgresServer
 
-from llmbilling.config.registry import built_in_registry
 from llmbilling.service import admin, plans
 from llmbilling.service.audit import AuditContext
-from llmbilling.service.context import DeploymentInputs, ServiceContext
 from llmbilling.service.demo import seed_demo_fleet
 from llmbilling.service.tokens import Scope, create_token
-from llmbilling.store import migrate
-from llmbilling.store.crypto import KeyRing
-from llmbilling.store.engine import open_store
 
 MAX_SECONDS = 200 if LONG_RUN else 40
 CONFIG_FILE = Path(__file__).with_name("schemathesis.toml")
@@ -83,17 +78,7 @@ class SeededFleet:
 
 def seed_fleet(database_url: str) -> SeededFleet:
     """Migrate, seed the 40-workspace demo fleet, write some history, make an admin token."""
-    store = open_store(database_url)
-    try:
-        migrate.upgrade(store)
-    finally:
-        store.close()
-    with ServiceContext(
-        open_store(database_url),
-        DeploymentInputs(proxy=SAAS_PROXY, org_default=None),
-        built_in_registry(),
-        key_ring_loader=lambda: KeyRing.parse(KEY_RING_TEXT),
-    ) as context:
+    with migrated_context(database_url) as context:
         seed_demo_fleet(context, workspace_count=40, seed=7)
         workspaces = [item.workspace for item in admin.list_workspaces(context, limit=100)]
         who = AuditContext(actor="seed", request_id="seed")
