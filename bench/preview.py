@@ -4,9 +4,12 @@ confirmation page against its plain org page (issue 15, item 6), on SQLite and P
 For each engine: migrate, seed other orgs (``seed_fleet``, --other-workspaces), then one org
 of --workspaces workspaces (models registered, platform-namespaced, unregistered and absent;
 every tenth with an override; one org credential). Then, round by round and alternating which
-goes first, time (a) ``plans.preview_change`` of setting that org's default to ``byok`` and
-(b) ``run_whatif`` over that org (``org_id``) with a policy that drops the org rung. Medians;
-``preview_ratio: X.XX`` is preview time over what-if time (goal <= 1.0).
+goes first, time (a) ``plans.preview_change`` of setting that org's default to ``byok`` against
+(b) ``run_whatif`` over that org (``org_id``) with a policy that drops the org rung; then, the
+same way, (c) ``plans.propose_plan`` of that change (the preview, the versions it read, the plan
+stored) against (b) again. Each round's pair is one ratio, taken moments apart on the same
+machine; ``preview_ratio: X.XX`` is the median of the rounds' (a)/(b) (goal <= 1.0) and
+``plan_ratio: X.XX`` of their (c)/(b). Times printed are medians.
 
 Then the console, through a real ``llmbilling serve`` subprocess on that database, signed in
 with an admin token: (c) the org's plain page ``GET /console/orgs/{id}`` against (d) the
@@ -15,7 +18,7 @@ a plan) and the ``GET /console/plans/{plan_id}`` it redirects to. Medians in ms 
 ``console_impact_ratio: X.XX`` ((d) over (c)). The last lines are the worst engine's ratios.
 
     .venv/bin/python bench/preview.py [--workspaces 100000] [--other-workspaces 20000]
-        [--rounds 5] [--engines sqlite,postgresql]
+        [--rounds 9] [--engines sqlite,postgresql]
         [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
 """
 
@@ -30,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -71,18 +74,41 @@ BATCH = 5_000
 
 @dataclass(frozen=True)
 class Figures:
-    preview_seconds: float
-    whatif_seconds: float
-    org_page_ms: float
-    confirmation_ms: float
+    previews: Sequence[float]
+    whatifs: Sequence[float]
+    plans: Sequence[float]
+    whatifs_beside_plans: Sequence[float]
+    org_pages: Sequence[float]
+    confirmations: Sequence[float]
 
     @property
     def preview_ratio(self) -> float:
-        return self.preview_seconds / self.whatif_seconds
+        return _paired_ratio(self.previews, self.whatifs)
+
+    @property
+    def plan_ratio(self) -> float:
+        return _paired_ratio(self.plans, self.whatifs_beside_plans)
 
     @property
     def console_ratio(self) -> float:
-        return self.confirmation_ms / self.org_page_ms
+        return _paired_ratio(self.confirmations, self.org_pages)
+
+    @property
+    def confirmation_ms(self) -> float:
+        return statistics.median(self.confirmations) * 1000
+
+
+def _paired_ratio(firsts: Sequence[float], seconds: Sequence[float]) -> float:
+    """The median of each round's ratio."""
+    return statistics.median(first / second for first, second in zip(firsts, seconds, strict=True))
+
+
+def _per_round(firsts: Sequence[float], seconds: Sequence[float]) -> str:
+    return " ".join(f"{a / b:.2f}" for a, b in zip(firsts, seconds, strict=True))
+
+
+def _ms(times: Sequence[float]) -> str:
+    return f"{statistics.median(times) * 1000:,.0f} ms"
 
 
 def _context(url: str, key_ring_text: str) -> ServiceContext:
@@ -145,8 +171,9 @@ def _timed(run: Callable[[], object]) -> float:
 
 def _interleaved(
     first: Callable[[], object], second: Callable[[], object], rounds: int
-) -> tuple[float, float]:
-    """Medians of ``first`` and ``second``, each round alternating which runs first."""
+) -> tuple[list[float], list[float]]:
+    """The times of ``first`` and ``second`` per round, each round alternating which runs
+    first."""
     firsts: list[float] = []
     seconds: list[float] = []
     for round_number in range(rounds):
@@ -156,7 +183,7 @@ def _interleaved(
         else:
             firsts.append(_timed(first))
             seconds.append(_timed(second))
-    return statistics.median(firsts), statistics.median(seconds)
+    return firsts, seconds
 
 
 def _free_port() -> int:
@@ -205,7 +232,7 @@ def _served(url: str, key_ring_text: str, folder: Path) -> Iterator[str]:
 
 def _console_figures(
     context: ServiceContext, url: str, key_ring_text: str, org_id: UUID, rounds: int
-) -> tuple[float, float]:
+) -> tuple[list[float], list[float]]:
     token = create_token(context, scope="admin").token
     with (
         tempfile.TemporaryDirectory() as folder,
@@ -225,8 +252,7 @@ def _console_figures(
 
         org_page()
         confirmation()  # warm both
-        page, confirm = _interleaved(org_page, confirmation, rounds)
-    return page * 1000, confirm * 1000
+        return _interleaved(org_page, confirmation, rounds)
 
 
 def _measure(url: str, arguments: argparse.Namespace, engine: str) -> Figures:
@@ -237,24 +263,35 @@ def _measure(url: str, arguments: argparse.Namespace, engine: str) -> Figures:
         org_id = _seed(context, arguments.workspaces, arguments.other_workspaces)
         change = plans.org_default_change(org_id, "byok")
         proposed = proposed_configuration(context, DROPS_THE_ORG_RUNG, None)
-        preview, whatif = _interleaved(
-            lambda: plans.preview_change(context, change),
-            lambda: run_whatif(context, proposed, org_id=org_id),
-            arguments.rounds,
+
+        def whatif() -> object:
+            return run_whatif(context, proposed, org_id=org_id)
+
+        previews, whatifs = _interleaved(
+            lambda: plans.preview_change(context, change), whatif, arguments.rounds
         )
-        page_ms, confirm_ms = _console_figures(
+        planned, whatifs_beside_plans = _interleaved(
+            lambda: plans.propose_plan(context, change), whatif, arguments.rounds
+        )
+        org_pages, confirmations = _console_figures(
             context, url, key_ring_text, org_id, arguments.rounds
         )
     finally:
         context.close()
-    figures = Figures(preview, whatif, page_ms, confirm_ms)
+    figures = Figures(previews, whatifs, planned, whatifs_beside_plans, org_pages, confirmations)
     print(
-        f"  {engine}: preview {preview * 1000:,.0f} ms, what-if {whatif * 1000:,.0f} ms;"
-        f" preview_ratio: {figures.preview_ratio:.2f}",
+        f"  {engine}: preview {_ms(previews)}, what-if {_ms(whatifs)};"
+        f" preview_ratio: {figures.preview_ratio:.2f}"
+        f" (per round {_per_round(previews, whatifs)})",
         flush=True,
     )
     print(
-        f"  {engine}: org page {page_ms:,.0f} ms, confirmation (plan + page) {confirm_ms:,.0f} ms;"
+        f"  {engine}: plan {_ms(planned)}, what-if {_ms(whatifs_beside_plans)};"
+        f" plan_ratio: {figures.plan_ratio:.2f}",
+        flush=True,
+    )
+    print(
+        f"  {engine}: org page {_ms(org_pages)}, confirmation (plan + page) {_ms(confirmations)};"
         f" console_impact_ratio: {figures.console_ratio:.2f}",
         flush=True,
     )
@@ -285,7 +322,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--workspaces", type=int, default=100_000)
     parser.add_argument("--other-workspaces", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--engines", default="sqlite,postgresql")
     parser.add_argument(
         "--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -301,6 +338,7 @@ def main() -> None:
         figures.append(_run_postgresql(arguments))
     print(f"console_impact_ms: {max(f.confirmation_ms for f in figures):,.0f}")
     print(f"console_impact_ratio: {max(f.console_ratio for f in figures):.2f}")
+    print(f"plan_ratio: {max(f.plan_ratio for f in figures):.2f}")
     print(f"preview_ratio: {max(f.preview_ratio for f in figures):.2f}")
 
 

@@ -110,11 +110,13 @@ def create_app(
         metrics=app.state.metrics,
         internal_error=problem_body(500, INTERNAL_ERROR_CODE, "an unexpected error occurred"),
     )
+    # First: a request walks the routers in order until one matches, and OFREP's flags are
+    # polled as often as the decision GET (which leads ROUTERS).
+    app.include_router(OFREP_ROUTER)
     # A query parameter given twice is refused on our own routes (400 naming it); OFREP's
     # routes keep the OFREP document's answers.
     for router in ROUTERS:
         app.include_router(router, dependencies=[Depends(single_query_values)])
-    app.include_router(OFREP_ROUTER)
     # The web console (HTML pages under /console/) is included here.
     app.include_router(console_router)
     app.include_router(console_root_router)

@@ -77,7 +77,7 @@ from llmbilling.service.context import (
     writing,
 )
 from llmbilling.service.resolve import decision_time, stored_model
-from llmbilling.service.whatif import decide_grouped
+from llmbilling.service.whatif import MEMO_LIMIT, decide_grouped
 from llmbilling.store import fleet
 from llmbilling.store import plans as stored_plans
 from llmbilling.store.engine import Connection
@@ -171,7 +171,8 @@ class ChangePreview:
     """What a change would do to its scope. Counts cover every workspace of the scope;
     ``impacts`` lists the moved workspaces in id order, at most the limit asked for
     (``impacts_complete`` says whether that is all of them). ``observed`` is the digest per
-    input family of what the preview read (a plan is bound to it)."""
+    input family of what the preview read when it was made for a plan (the plan is bound to
+    it), else None: a bare preview binds nothing, so it does not read the versions."""
 
     change: AnyChange
     scope: ChangeScope
@@ -184,7 +185,7 @@ class ChangePreview:
     danger_samples: dict[DangerClass, tuple[str, ...]]
     impacts: tuple[WorkspaceImpact, ...]
     impacts_complete: bool
-    observed: dict[str, str]
+    observed: dict[str, str] | None
     current_versions: tuple[str, str | None]
     proposed_versions: tuple[str, str | None]
 
@@ -366,11 +367,14 @@ def _preview_in(
     scope: ChangeScope,
     impact_limit: int,
     samples_per_class: int,
+    *,
+    bind: bool = False,
 ) -> ChangePreview:
     """The preview of ``change`` over ``scope``, read on ``connection``: an org's or the
     fleet's workspaces through the fleet what-if's grouped engine
-    (``service.whatif.decide_grouped``), one workspace through the read path. The observed
-    digests are read in the same snapshot as the decisions (PostgreSQL)."""
+    (``service.whatif.decide_grouped``), one workspace through the read path. With ``bind``
+    (a plan is made of it), the observed digests are read in the same snapshot as the
+    decisions (PostgreSQL)."""
     current = Configuration(context.policy, context.registry)
     proposed = proposed_configuration(change, current)
     tally = WhatIfTally(current, proposed, samples_per_class, format_id=_format_id)
@@ -380,9 +384,18 @@ def _preview_in(
     # One "now" for the whole preview, as one read takes it.
     now = decision_time()
 
+    # Rows whose model is sealed come one by one; most share their facts with others.
+    decided_facts: dict[StoredFacts, _Decided] = {}
+
     def decide(facts: StoredFacts) -> _Decided:
-        compared = compare_facts(facts, facts_after(change, facts), now, current, proposed)
-        return Verdict.of(compared.before), Verdict.of(compared.after), compared.change
+        decided = decided_facts.get(facts)
+        if decided is None:
+            if len(decided_facts) >= MEMO_LIMIT:
+                decided_facts.clear()
+            compared = compare_facts(facts, facts_after(change, facts), now, current, proposed)
+            decided = (Verdict.of(compared.before), Verdict.of(compared.after), compared.change)
+            decided_facts[facts] = decided
+        return decided
 
     def count(org: Hashable, decided: _Decided, workspaces: int) -> None:
         nonlocal moved
@@ -415,7 +428,7 @@ def _preview_in(
             decided = decide(stored_facts(context, state))
             count(state.org_id, decided, 1)
             offer(state.workspace_id, state.org_id, decided)
-        observed = _observed(context, connection, scope)
+        observed = _observed(context, connection, scope) if bind else None
     else:
         with fleet.grouped_reads(connection, scope.org_id, now) as grouped:
             candidates = decide_grouped(
@@ -424,8 +437,9 @@ def _preview_in(
                 lambda row: decide(stored_facts(context, _row_state(row))),
                 count=count,
                 sample_classes=sample_classes,
+                largest_sample_limit=max(samples_per_class, impact_limit),
             )
-            observed = _observed(context, connection, scope)
+            observed = _observed(context, connection, scope) if bind else None
         # In id order: the tally keeps each class's lowest ids, the impacts are the lowest
         # moved ids (the candidates hold them, see decide_grouped).
         for workspace_id, org_id, decided in candidates:
@@ -699,7 +713,8 @@ def propose_plan(
         scope = _scope_of(connection, change, org_filter)
         if authorize is not None:
             authorize(scope)
-        preview = _preview_in(context, connection, change, scope, limit, 20)
+        preview = _preview_in(context, connection, change, scope, limit, 20, bind=True)
+    assert preview.observed is not None
     with writing(context) as connection:
         now = audit.now()
         stored = StoredPlan(

@@ -138,6 +138,7 @@ def run_whatif(
             changes.of_sealed_row,
             count=count,
             sample_classes=classes,
+            largest_sample_limit=samples_per_class,
             page_size=page_size,
         )
     # Offered in id order, the tally keeps each class's lowest ids: among these they are.
@@ -157,6 +158,7 @@ def decide_grouped(
     *,
     count: Callable[[Hashable, Decision, int], None],
     sample_classes: Callable[[Decision], Iterable[tuple[Hashable, int]]],
+    largest_sample_limit: int,
     page_size: int = WHATIF_PAGE_SIZE,
 ) -> list[tuple[UUID, UUID, Decision]]:
     """The one grouped engine of the what-if and the change preview: every workspace of
@@ -169,12 +171,60 @@ def decide_grouped(
     Returns (workspace id, org id, decision) candidates in id order: for every sample class
     and limit ``sample_classes(decision)`` names, the ``limit`` lowest ids of the workspaces
     in that class are among them (taking, in order, the candidates of a class gives exactly
-    its lowest ids). Decisions must be hashable and equal when they decide alike.
+    its lowest ids). No limit may exceed ``largest_sample_limit``. Decisions must be hashable
+    and equal when they decide alike.
     """
     if grouped.streams_rows:
         return _decide_streamed(
             grouped, decide, decide_sealed_row, count, sample_classes, page_size
         )
+    if grouped.groups_one_org:
+        candidates = _decide_org_groups(
+            grouped, decide, count, sample_classes, largest_sample_limit
+        )
+    else:
+        candidates = _decide_fleet_groups(grouped, decide, count, sample_classes)
+    sealed_samples: _SealedSamples[Decision] = _SealedSamples()
+    for row in grouped.sealed_model_rows(page_size):
+        decision = decide_sealed_row(row)
+        org = as_uuid(row[1])
+        count(org, decision, 1)
+        sealed_samples.consider(as_uuid(row[0]), org, decision, sample_classes(decision))
+    candidates.extend(sealed_samples.kept())
+    return sorted(candidates, key=lambda candidate: candidate[0])
+
+
+def _decide_org_groups(
+    grouped: fleet.GroupedFleet,
+    decide: Callable[[fleet.StoredInputs], Decision],
+    count: Callable[[Hashable, Decision, int], None],
+    sample_classes: Callable[[Decision], Iterable[tuple[Hashable, int]]],
+    largest_sample_limit: int,
+) -> list[tuple[UUID, UUID, Decision]]:
+    """The unsealed workspaces of one org (``GroupedFleet.org_groups``): each group decided
+    and counted; its candidates are its lowest ids, as many as its decision's largest class
+    limit (a class's ``limit`` lowest ids are each among the ``limit`` lowest of their group)."""
+    org = grouped.org_id
+    assert org is not None
+    candidates: list[tuple[UUID, UUID, Decision]] = []
+    for group in grouped.org_groups(largest_sample_limit):
+        decision = decide(group.inputs)
+        count(org, decision, group.workspaces)
+        wanted = max((limit for _, limit in sample_classes(decision)), default=0)
+        candidates.extend(
+            (workspace_id, org, decision) for workspace_id in group.lowest_ids[:wanted]
+        )
+    return candidates
+
+
+def _decide_fleet_groups(
+    grouped: fleet.GroupedFleet,
+    decide: Callable[[fleet.StoredInputs], Decision],
+    count: Callable[[Hashable, Decision, int], None],
+    sample_classes: Callable[[Decision], Iterable[tuple[Hashable, int]]],
+) -> list[tuple[UUID, UUID, Decision]]:
+    """The unsealed workspaces of the fleet: distinct inputs decided, counted per org and
+    decision by the database, candidates from the groups that can hold a class's lowest ids."""
     decision_numbers: dict[Decision, int] = {}
     change_of: dict[fleet.StoredInputs, int] = {}
     for inputs in grouped.distinct_inputs():
@@ -190,20 +240,12 @@ def decide_grouped(
             decision = decide(group.inputs)
         count(group.org_id, decision, group.workspaces)
         sample_groups.consider(group, decision, sample_classes(decision))
-    candidates: list[tuple[UUID, UUID, Decision]] = [
+    return [
         (workspace_id, group.org_id, sample_groups.decision_of(group))
         for workspace_id, group in grouped.lowest_ids(
             change_of, sample_groups.chosen(), sample_groups.largest_limit
         )
     ]
-    sealed_samples: _SealedSamples[Decision] = _SealedSamples()
-    for row in grouped.sealed_model_rows(page_size):
-        decision = decide_sealed_row(row)
-        org = as_uuid(row[1])
-        count(org, decision, 1)
-        sealed_samples.consider(as_uuid(row[0]), org, decision, sample_classes(decision))
-    candidates.extend(sealed_samples.kept())
-    return sorted(candidates, key=lambda candidate: candidate[0])
 
 
 class _Changes:
@@ -310,7 +352,11 @@ def _decide_streamed(
     numbers: dict[tuple[Any, ...], int] = {}
     decision_numbers: dict[Decision, int] = {}
     decisions: list[Decision] = []
+    # Per decision number, its sample classes (with their limits) not yet full: a row whose
+    # list is empty is nobody's candidate, and most rows' lists empty early.
     classes_of: list[list[tuple[Hashable, int]]] = []
+    numbers_with: dict[Hashable, list[int]] = {}
+    limits_of: dict[Hashable, set[int]] = {}
     taken: dict[Hashable, int] = {}
     candidates: list[tuple[UUID, UUID, Decision]] = []
     # (raw org id, decision number) per row, counted a page at a time.
@@ -321,8 +367,24 @@ def _decide_streamed(
         if number is None:
             number = decision_numbers[decision] = len(decisions)
             decisions.append(decision)
-            classes_of.append([pair for pair in sample_classes(decision) if pair[1] > 0])
+            open_classes = [
+                (sample_class, limit)
+                for sample_class, limit in sample_classes(decision)
+                if taken.get(sample_class, 0) < limit
+            ]
+            classes_of.append(open_classes)
+            for sample_class, limit in open_classes:
+                numbers_with.setdefault(sample_class, []).append(number)
+                limits_of.setdefault(sample_class, set()).add(limit)
         return number
+
+    def take(sample_class: Hashable) -> None:
+        seen = taken[sample_class] = taken.get(sample_class, 0) + 1
+        if seen in limits_of[sample_class]:  # full at this limit: off the lists holding it so
+            for number in numbers_with[sample_class]:
+                classes_of[number] = [
+                    pair for pair in classes_of[number] if pair[0] != sample_class or seen < pair[1]
+                ]
 
     def flush() -> None:
         for (org, number), workspaces in Counter(pairs).items():
@@ -353,14 +415,11 @@ def _decide_streamed(
                 found = numbers[key] = number_of(decide(inputs))
             number = found
         pairs.append((row[1], number))
-        kept = False
-        for sample_class, limit in classes_of[number]:
-            seen = taken.get(sample_class, 0)
-            if seen < limit:
-                taken[sample_class] = seen + 1
-                kept = True
-        if kept:
+        classes = classes_of[number]
+        if classes:
             candidates.append((as_uuid(row[0]), as_uuid(row[1]), decisions[number]))
+            for sample_class, _ in classes:
+                take(sample_class)
         if index % page_size == 0:
             flush()
     flush()

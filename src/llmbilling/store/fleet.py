@@ -4,13 +4,14 @@ the grouping and counting to the database so Python's work grows with distinct d
 not with workspaces.
 
 The grouped reads (:func:`grouped_reads`; PostgreSQL, where they beat streaming) run in one
-snapshot: the distinct stored
+snapshot. Over one org, one statement groups its workspaces by their stored inputs, each group
+with its count and its lowest ids (an org's groups are few). Over the fleet: the distinct stored
 inputs, then per org how many workspaces fall in each *change* the caller assigned to those
-inputs, then the lowest ids of a few (org, change) groups for samples, and last the rows whose
-model sits in sealed ``MOLECULE_MODEL``/``MODEL`` secrets, row by row (only Python can decrypt
-them). A stored input is keyed by one text column (``input_key``): each part length-prefixed,
-so distinct inputs never share a key. On SQLite the caller streams the rows in id order instead
-and groups them itself (``service/whatif.py`` ``decide_grouped``).
+inputs, then the lowest ids of a few (org, change) groups for samples. Last, either way, the
+rows whose model sits in sealed ``MOLECULE_MODEL``/``MODEL`` secrets, row by row (only Python
+can decrypt them). Over the fleet a stored input is keyed by one text column (``input_key``):
+each part length-prefixed, so distinct inputs never share a key. On SQLite the caller streams
+the rows in id order instead and groups them itself (``service/whatif.py`` ``decide_grouped``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, aggregate_order_by
 
 from llmbilling.store.engine import Store
 from llmbilling.store.tables import (
@@ -127,12 +128,23 @@ class InputGroup:
         return (self.org_id, self.change, self.unmapped_key)
 
 
+@dataclass(frozen=True, slots=True)
+class OrgInputGroup:
+    """The unsealed workspaces of the org in scope that store the same ``inputs``: how many,
+    and the lowest of their ids (at most the limit asked for), in id order."""
+
+    inputs: StoredInputs
+    workspaces: int
+    lowest_ids: tuple[UUID, ...]
+
+
 class GroupedFleet:
     """The grouped reads of the what-if and the change preview over one connection (see the
     module docstring); made by :func:`grouped_reads`. Each method is one statement, or one
-    statement per page for :meth:`rows`. The grouped statements (:meth:`distinct_inputs`,
-    :meth:`groups`, :meth:`lowest_ids`, :meth:`sealed_model_rows`) are PostgreSQL's; on
-    SQLite (:attr:`streams_rows`) the caller groups :meth:`rows`."""
+    statement per page for :meth:`rows`. The grouped statements are PostgreSQL's: over one org
+    (:attr:`groups_one_org`) :meth:`org_groups`, over the fleet :meth:`distinct_inputs`,
+    :meth:`groups` and :meth:`lowest_ids`; then :meth:`sealed_model_rows`. On SQLite
+    (:attr:`streams_rows`) the caller groups :meth:`rows`."""
 
     def __init__(self, connection: Connection, org_id: UUID | None, now: datetime) -> None:
         self._connection = connection
@@ -153,6 +165,42 @@ class GroupedFleet:
         statements ran there (a sort per statement, a JSON lookup per row; docs/DECISIONS.md)."""
         return self._dialect != "postgresql"
 
+    @property
+    def groups_one_org(self) -> bool:
+        """Whether the caller should use :meth:`org_groups` (one org in scope, not streamed).
+        One org's groups are bounded by its size, so one statement can return each with its
+        lowest ids; the fleet's (org, inputs) groups can be millions, so there
+        :meth:`distinct_inputs`, :meth:`groups` and :meth:`lowest_ids` fetch ids only for the
+        groups that can hold samples."""
+        return self._org_id is not None and not self.streams_rows
+
+    @property
+    def org_id(self) -> UUID | None:
+        """The org in scope, None for the fleet."""
+        return self._org_id
+
+    def org_groups(self, sample_limit: int) -> Iterator[OrgInputGroup]:
+        """The unsealed workspaces of the org in scope, grouped by stored inputs, each group
+        with its ``sample_limit`` lowest ids; one statement."""
+        statement = _org_groups_statement(with_ids=sample_limit > 0)
+        parameters = self._parameters() | {"sample_limit": sample_limit}
+        for row in self._connection.execute(statement, parameters):
+            override, passed, org_default, runtime, model, workspace_names, org_names = row[:7]
+            count, expired_at = row[7], row[8]
+            yield OrgInputGroup(
+                inputs=StoredInputs(
+                    override=override,
+                    expired_at=stored_timestamp(expired_at) if passed else None,
+                    org_default=org_default,
+                    runtime=runtime,
+                    model=model,
+                    workspace_secret_names=workspace_names,
+                    org_secret_names=org_names,
+                ),
+                workspaces=int(count),
+                lowest_ids=tuple(as_uuid(raw) for raw in row[9]) if sample_limit > 0 else (),
+            )
+
     def rows(self, page_size: int) -> Iterator[Sequence[Any]]:
         """Every workspace's raw row of the scope in id order, ``page_size`` rows per
         statement (``workspace_read.fleet_page_statement``'s columns)."""
@@ -167,8 +215,8 @@ class GroupedFleet:
             after = as_uuid(page[-1][0])
 
     def distinct_inputs(self) -> list[StoredInputs]:
-        """Every distinct stored input of the unsealed workspaces."""
-        statement = _distinct_inputs_statement(self._org_id is not None)
+        """Every distinct stored input of the fleet's unsealed workspaces (no org in scope)."""
+        statement = _distinct_inputs_statement()
         found: list[StoredInputs] = []
         for key, expired_at in self._connection.execute(statement, self._parameters()):
             inputs = _decode(key, stored_timestamp(expired_at))
@@ -179,7 +227,7 @@ class GroupedFleet:
     def groups(self, change_of: Mapping[StoredInputs, int]) -> Iterator[InputGroup]:
         """Every unsealed workspace counted once, per org and change number (``change_of``
         maps inputs of :meth:`distinct_inputs` to the caller's change numbers), in org order."""
-        statement = _groups_statement(self._org_id is not None)
+        statement = _groups_statement()
         parameters = self._parameters() | {"change_of_key": self._change_map(change_of)}
         for org_id, change, key, count, lowest_id, expired_at in self._connection.execute(
             statement, parameters
@@ -431,8 +479,47 @@ def _names_by_owner(owner: ColumnElement[Any], orgs: _Orgs) -> Any:
 
 
 @cache
-def _distinct_inputs_statement(by_org: bool) -> Select[Any]:
-    keyed = _keyed("one" if by_org else "all")
+def _org_groups_statement(with_ids: bool) -> Select[Any]:
+    """The org's unsealed workspaces grouped by their stored inputs (the columns, not a key:
+    the planner can hash a few groups), each group's count, lowest passed expiry and, with
+    ``with_ids``, its ``:sample_limit`` lowest ids."""
+    workspace_names = _names_by_owner(workspace_secrets.c.workspace_id, "one")
+    org_names = _names_by_owner(org_secrets.c.org_id, "one")
+    inputs = (
+        workspaces.c.llm_billing_mode,
+        _expiry_passed(),
+        organizations.c.llm_billing_mode_default,
+        workspaces.c.runtime,
+        workspaces.c.model,
+        workspace_names.c.names,
+        org_names.c.names,
+    )
+    columns: list[ColumnElement[Any]] = [
+        *inputs,
+        func.count(),
+        func.min(case((_expiry_passed(), workspaces.c.override_expires_at))),
+    ]
+    if with_ids:
+        ids = func.array_agg(
+            aggregate_order_by(workspaces.c.id, workspaces.c.id),
+            type_=ARRAY(workspaces.c.id.type),
+        )
+        columns.append(ids[1 : bindparam("sample_limit", type_=Integer)])
+    return (
+        select(*columns)
+        .select_from(
+            _FROM.outerjoin(workspace_names, workspace_names.c.owner == workspaces.c.id).outerjoin(
+                org_names, org_names.c.owner == workspaces.c.org_id
+            )
+        )
+        .where(_of_orgs(workspaces.c.org_id, "one"), not_(_is_sealed_model_row()))
+        .group_by(*inputs)
+    )
+
+
+@cache
+def _distinct_inputs_statement() -> Select[Any]:
+    keyed = _keyed("all")
     return select(keyed.c.input_key, func.min(keyed.c.expired_at)).group_by(keyed.c.input_key)
 
 
@@ -462,8 +549,8 @@ def _id_order(column: ColumnElement[Any]) -> ColumnElement[Any]:
 
 
 @cache
-def _groups_statement(by_org: bool) -> Select[Any]:
-    changed = _with_changes(_keyed("one" if by_org else "all"))
+def _groups_statement() -> Select[Any]:
+    changed = _with_changes(_keyed("all"))
     return (
         select(
             changed.c.org_id,

@@ -85,7 +85,8 @@ workspaces = Table(
     # NULL = the override does not expire; past it, the override no longer decides.
     Column("override_expires_at", Timestamp, nullable=True),
     CheckConstraint(f"llm_billing_mode IN ({MODES_SQL})", name="llm_billing_mode"),
-    Index(None, "org_id"),
+    # An org's workspaces in id order (its pages, its previews and what-ifs) are one range.
+    Index(None, "org_id", "id"),
     Index(
         "ix_workspaces_lower_name",
         func.lower(text("name")).label("lower_name"),
