@@ -391,6 +391,15 @@ def walk_the_console(walk: ApiWalk, token: str, job_id: str) -> set[tuple[str, s
         follow_redirects=False,
     )
     plan_page = proposed.headers["location"]
+    walk.call(
+        "POST",
+        "/console/workspaces/{workspace_id}/override/plan",
+        f"/console/workspaces/{workspace_id}/override/plan",
+        data={"mode": "byok", "reason": "sentinel scan"},
+        headers=origin,
+        expect=(303,),
+        follow_redirects=False,
+    )
     walk.call("GET", "/console/plans/{plan_id}", plan_page)
     walk.call(
         "POST",

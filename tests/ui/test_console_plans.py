@@ -19,9 +19,11 @@ from playwright.sync_api import Browser, expect
 from tests.ui.browsing import chromium, log_in, save_screenshot, served_app
 
 from llmbilling.api.app import create_app
+from llmbilling.api.etags import decision_etag
 from llmbilling.config.settings import Settings
 from llmbilling.service import admin, audit, plans
 from llmbilling.service.context import ServiceContext
+from llmbilling.service.resolve import read_decision
 from llmbilling.service.tokens import create_token
 from llmbilling.store.crypto import KeyRing
 
@@ -263,6 +265,77 @@ def test_applying_an_unapproved_dangerous_plan_is_a_409(two_person_console: Cons
     assert response.status_code == 409
     assert "another admin must approve it" in response.text
     assert _default(console) is None
+
+
+# --- overrides under a guarding deployment --------------------------------------------------
+
+
+@pytest.fixture
+def guarded_workspace(two_person_console: Console) -> Iterator[UUID]:
+    """A workspace of the guarding console (two people for dangerous plans), its override
+    cleared afterwards."""
+    workspace_id = two_person_console.workspace_ids[0]
+    yield workspace_id
+    admin.set_override(two_person_console.context, workspace_id, None)
+
+
+def _override(console: Console, workspace_id: UUID) -> str | None:
+    return admin.get_workspace(console.context, workspace_id).override
+
+
+def test_under_a_guard_the_override_confirmation_plans_the_change(
+    two_person_console: Console, guarded_workspace: UUID
+) -> None:
+    client = _client(two_person_console, two_person_console.admin_token)
+    page = client.get(f"/console/workspaces/{guarded_workspace}/override/set?mode=disabled")
+    assert page.status_code == 200
+    assert f'action="/console/workspaces/{guarded_workspace}/override/plan"' in page.text
+    assert f'action="/console/workspaces/{guarded_workspace}/override/set"' not in page.text
+
+
+def test_under_a_guard_a_dangerous_direct_override_write_is_refused_and_not_made(
+    two_person_console: Console, guarded_workspace: UUID
+) -> None:
+    console = two_person_console
+    version = read_decision(console.context, guarded_workspace).version
+    assert version is not None
+    response = _client(console, console.admin_token).post(
+        f"/console/workspaces/{guarded_workspace}/override/set",
+        data={"mode": "disabled", "version": decision_etag(version)},
+        headers=SAME_SITE,
+    )
+    assert response.status_code == 409
+    assert "to_disabled" in response.text
+    assert _override(console, guarded_workspace) is None
+
+
+def test_an_override_plan_shows_its_danger_and_applies_once_another_admin_approves(
+    two_person_console: Console, guarded_workspace: UUID
+) -> None:
+    console = two_person_console
+    proposer = _client(console, console.admin_token)
+    proposed = proposer.post(
+        f"/console/workspaces/{guarded_workspace}/override/plan",
+        data={"mode": "disabled", "reason": "paused by support"},
+        headers=SAME_SITE,
+    )
+    assert proposed.status_code == 303, proposed.text
+    location = proposed.headers["location"].split("?", 1)[0]
+    page = proposer.get(proposed.headers["location"])
+    assert 'data-testid="danger-to_disabled"' in page.text
+    assert 'data-testid="needs-approval"' in page.text
+    assert _override(console, guarded_workspace) is None
+
+    approver = _client(console, console.second_admin_token)
+    assert approver.post(f"{location}/approve", headers=SAME_SITE).status_code == 303
+    applied = proposer.post(
+        f"{location}/apply", data={"reason": "paused by support"}, headers=SAME_SITE
+    )
+    assert applied.status_code == 303
+    assert applied.headers["location"].startswith(
+        f"/console/workspaces/{guarded_workspace}?changed=override_set"
+    )
+    assert _override(console, guarded_workspace) == "disabled"
 
 
 # --- in the browser --------------------------------------------------------------------------

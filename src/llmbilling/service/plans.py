@@ -1090,7 +1090,7 @@ def write_guard(
     :class:`PlanNeedsApprovalError` always when dangerous plans need approval (such a write
     must go through a plan)."""
     rules = context.change_rules
-    if not _guarding(context):
+    if not guards_dangerous_writes(context):
         return None
     known = frozenset(acknowledged)
 
@@ -1118,7 +1118,7 @@ def guard_override(
     """:func:`write_guard` of an override write (None when the deployment guards nothing).
     ``acknowledged`` is checked either way: an unknown class is an :class:`InvalidInputError`."""
     known = parse_acknowledged(acknowledged)
-    if not _guarding(context):
+    if not guards_dangerous_writes(context):
         return None
     change = override_change(workspace_id, mode, expires_at)
     return write_guard(context, change, known)
@@ -1133,13 +1133,15 @@ def guard_org_default(
     """:func:`write_guard` of an org default write (None when the deployment guards
     nothing); ``acknowledged`` is checked either way, as :func:`guard_override` has it."""
     known = parse_acknowledged(acknowledged)
-    if not _guarding(context):
+    if not guards_dangerous_writes(context):
         return None
     change = org_default_change(org_id, mode)
     return write_guard(context, change, known)
 
 
-def _guarding(context: ServiceContext) -> bool:
+def guards_dangerous_writes(context: ServiceContext) -> bool:
+    """Whether a direct write that would create danger-class workspaces is refused (the guard
+    setting, or two people for dangerous plans): such a change should go through a plan."""
     rules = context.change_rules
     return rules.guard_dangerous_writes or rules.dangerous_plans_need_approval
 

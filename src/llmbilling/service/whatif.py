@@ -380,7 +380,7 @@ def _decide_streamed(
 
     def take(sample_class: Hashable) -> None:
         seen = taken[sample_class] = taken.get(sample_class, 0) + 1
-        if seen in limits_of[sample_class]:  # full at this limit: off the lists holding it so
+        if seen in limits_of[sample_class]:  # full at this limit: off every list with it there
             for number in numbers_with[sample_class]:
                 classes_of[number] = [
                     pair for pair in classes_of[number] if pair[0] != sample_class or seen < pair[1]

@@ -1,8 +1,9 @@
 """The console's change confirmations: a write form proposes a plan, the confirmation page
 shows that plan's impact, and its button applies that very plan (its id in the form).
 
-``POST /console/orgs/{org_id}/default/plan`` proposes (nothing decided is written) and
-redirects to ``GET /console/plans/{plan_id}``: counts,
+``POST /console/orgs/{org_id}/default/plan`` (and, where the deployment guards dangerous
+writes, ``POST /console/workspaces/{workspace_id}/override/plan``) proposes (nothing decided is
+written) and redirects to ``GET /console/plans/{plan_id}``: counts,
 danger classes with counts and samples, and the first moved workspaces before and after.
 ``POST /console/plans/{plan_id}/apply`` commits it, or answers 409 with the reason; a stale
 plan's page shows what moved and a fresh preview of the same change to plan again. When the
@@ -116,6 +117,23 @@ def plan_org_default(
     org = _page_id(org_id)
     new_mode = None if clear else admin.parse_override(mode).value
     change = plans.org_default_change(org, new_mode)
+    return _propose(request, context, principal, change, reason)
+
+
+@router.post("/workspaces/{workspace_id}/override/plan", dependencies=[SameOrigin])
+def plan_override(
+    request: Request,
+    context: Context,
+    principal: SignedIn,
+    workspace_id: str,
+    mode: Annotated[str, Form()] = "",
+    clear: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+    expires_at: Annotated[str, Form()] = "",
+) -> Response:
+    workspace = _page_id(workspace_id)
+    new_mode = None if clear else admin.parse_override(mode).value
+    change = plans.override_change(workspace, new_mode, expires_at.strip() or None)
     return _propose(request, context, principal, change, reason)
 
 
@@ -299,8 +317,14 @@ def _changed_notice(change: dict[str, Any]) -> str:
 
 
 def _replan_form(change: dict[str, Any]) -> dict[str, Any] | None:
-    """The form that plans the same change again (the console plans org defaults only)."""
-    if change["kind"] != "org_default":
-        return None
+    """The form that plans the same change again (the console plans org defaults and
+    overrides)."""
     fields = {"mode": change["mode"]} if change["mode"] is not None else {"clear": "1"}
-    return {"action": f"/console/orgs/{change['org_id']}/default/plan", "fields": fields}
+    if change["kind"] == "org_default":
+        return {"action": f"/console/orgs/{change['org_id']}/default/plan", "fields": fields}
+    if change["kind"] == "workspace_override":
+        if change.get("expires_at"):
+            fields["expires_at"] = change["expires_at"]
+        action = f"/console/workspaces/{change['workspace_id']}/override/plan"
+        return {"action": action, "fields": fields}
+    return None

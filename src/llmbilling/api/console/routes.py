@@ -40,7 +40,7 @@ from llmbilling.api.console.session import (
 from llmbilling.api.etags import IfMatch, decision_etag
 from llmbilling.core.modes import MODE_VALUES, BillingMode, DecisionSource
 from llmbilling.errors import InvalidInputError, StoreUnavailableError
-from llmbilling.service import admin, audit, console, console_sessions, orgs
+from llmbilling.service import admin, audit, console, console_sessions, orgs, plans
 from llmbilling.service.audit import AuditContext
 from llmbilling.service.context import ServiceContext
 from llmbilling.service.resolve import DecisionVersion, read_decision
@@ -394,6 +394,7 @@ def set_override(
 ) -> Response:
     workspace = _writable_workspace(context, principal, workspace_id)
     who = _audit_context(request, principal)
+    expiry = expires_at.strip() or None
     admin.set_override(
         context,
         workspace.id,
@@ -401,7 +402,8 @@ def set_override(
         audit_context=who,
         expected_versions=(_seen_version(version),),
         reason=reason or None,
-        expires_at=expires_at.strip() or None,
+        expires_at=expiry,
+        under_lock=plans.guard_override(context, workspace.id, mode, expiry, None),
     )
     return _back_to_workspace(workspace.id, "override_set", who.request_id)
 
@@ -430,6 +432,7 @@ def clear_override(
         audit_context=who,
         expected_versions=(_seen_version(version),),
         reason=reason or None,
+        under_lock=plans.guard_override(context, workspace.id, None, None, None),
     )
     return _back_to_workspace(workspace.id, "override_cleared", who.request_id)
 
@@ -456,6 +459,9 @@ def _confirm_page(
         version=decision_etag(version),
         preview=console.decision_with_override(context, workspace.id, new_mode),
         source_labels=views.SOURCE_LABELS,
+        # A guarding deployment refuses a dangerous direct write: the change goes through a
+        # plan, whose page shows its danger classes and takes the acknowledgement or approval.
+        through_plan=plans.guards_dangerous_writes(context),
     )
 
 
