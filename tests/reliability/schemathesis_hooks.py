@@ -5,10 +5,16 @@ Each makes a case labelled valid actually valid, and never touches a case labell
 - One constraint the document cannot state: an ``expires_at`` must be later than
   now (else a 400 naming it, tested in ``tests/api/test_api_write_reasons.py``). A time valid
   by the schema but already past is moved to the far future, so the write is exercised.
+- A generated ``If-Match`` names no version the store holds, so a write labelled valid is
+  refused as stale (412, declared; schemathesis counts it as data the API rejected, and warns
+  when every valid case of a write met it). It becomes ``*`` (whatever version is current), so
+  the write is exercised; the 412 has its own tests (``tests/api/test_api_etags.py``).
 - Schemathesis' coverage phase writes header values from letters and digits only
-  (``ensure_valid_headers_schema``), so it cannot write an entity tag (``"..."``) and sends
-  ``If-Match: 0`` labelled valid although the declared pattern refuses it (our 400). Such a
-  header becomes a tag of the declared form that matches no version.
+  (``ensure_valid_headers_schema``), whatever pattern the document declares, and labels them
+  valid: it cannot write an entity tag (``"..."``), so it sends ``If-None-Match: 0``, and it
+  may send ``Acknowledge-Dangers: 0``, both refused by their declared patterns (our 400). Such
+  an ``If-None-Match`` becomes a tag of the declared form that matches no version; such an
+  ``Acknowledge-Dangers`` names one real danger class.
 - A plan body names its target by id (a workspace, an org, a secret's owner), and a random
   UUID names nothing (a 404, declared, but then no plan is ever proposed by a generated case
   and schemathesis warns that the data is missing). The ids of a seeded org and workspace
@@ -27,13 +33,17 @@ import schemathesis
 from pydantic import TypeAdapter, ValidationError
 
 from llmbilling.api.etags import CONDITION_HEADER_PATTERN
+from llmbilling.api.routes.plans import ACKNOWLEDGE_DANGERS_PATTERN
 from llmbilling.api.schemas import Rfc3339DateTime
+from llmbilling.core.whatif import DangerClass
 
 FAR_FUTURE = "2999-01-01T00:00:00Z"
 NO_VERSION_TAG = '"0"'
-CONDITION_HEADERS = ("If-Match", "If-None-Match")
+ANY_VERSION = "*"
 _TIME = TypeAdapter(Rfc3339DateTime)
 _CONDITION = re.compile(CONDITION_HEADER_PATTERN)
+ACKNOWLEDGE_HEADER = "Acknowledge-Dangers"
+_ACKNOWLEDGED = re.compile(ACKNOWLEDGE_DANGERS_PATTERN)
 
 
 def move_past_expiry_to_the_future(body: object) -> None:
@@ -56,11 +66,15 @@ def move_past_expiry_to_the_future(body: object) -> None:
         body["expires_at"] = FAR_FUTURE
 
 
-def write_conditions_in_the_declared_form(headers: dict[str, Any]) -> None:
-    for name in CONDITION_HEADERS:
-        value = headers.get(name)
-        if isinstance(value, str) and not _CONDITION.match(value):
-            headers[name] = NO_VERSION_TAG
+def write_valid_headers(headers: dict[str, Any]) -> None:
+    if isinstance(headers.get("If-Match"), str):
+        headers["If-Match"] = ANY_VERSION
+    none_match = headers.get("If-None-Match")
+    if isinstance(none_match, str) and not _CONDITION.match(none_match):
+        headers["If-None-Match"] = NO_VERSION_TAG
+    acknowledged = headers.get(ACKNOWLEDGE_HEADER)
+    if isinstance(acknowledged, str) and not _ACKNOWLEDGED.match(acknowledged):
+        headers[ACKNOWLEDGE_HEADER] = DangerClass.TO_DISABLED.value
 
 
 PLAN_TARGETS_VARIABLE = "LLMBILLING_CONTRACT_PLAN_TARGETS"
@@ -91,4 +105,4 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         aim_plans_at_seeded_targets(case.body, json.loads(targets))
     move_past_expiry_to_the_future(case.body)
     if case.headers:
-        write_conditions_in_the_declared_form(case.headers)
+        write_valid_headers(case.headers)

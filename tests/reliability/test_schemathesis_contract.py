@@ -33,7 +33,10 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.reliability.long_run import LONG_RUN, report
-from tests.reliability.schemathesis_hooks import PLAN_TARGETS_VARIABLE
+from tests.reliability.schemathesis_hooks import (
+    PLAN_TARGETS_VARIABLE,
+    write_valid_headers,
+)
 from tests.reliability.servers import ServerProcess, llmbilling_serve, migrated_context
 from tests.store.db_fixtures import ENGINES, PostgresServer
 
@@ -214,3 +217,23 @@ def test_schemathesis_with_every_check_finds_nothing(
     assert result.exit_code == 0, result.output[-20000:]
     assert result.failures == 0
     assert result.cases > 0
+
+
+@pytest.mark.parametrize(
+    ("header", "written", "sent"),
+    [
+        ("If-Match", '"w1.o1.0123456789abcdef"', "*"),
+        ("If-Match", "0", "*"),
+        ("If-None-Match", "0", '"0"'),
+        ("If-None-Match", "*", "*"),
+        ("Acknowledge-Dangers", "0", "to_disabled"),
+        ("Acknowledge-Dangers", "to_disabled, byok_to_platform", "to_disabled, byok_to_platform"),
+        ("Acknowledge-Dangers", "", ""),
+    ],
+)
+def test_a_valid_case_gets_headers_the_server_can_accept(
+    header: str, written: str, sent: str
+) -> None:
+    headers = {header: written}
+    write_valid_headers(headers)
+    assert headers == {header: sent}
