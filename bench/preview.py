@@ -98,13 +98,17 @@ class Figures:
         return statistics.median(self.confirmations) * 1000
 
 
+def _round_ratios(firsts: Sequence[float], seconds: Sequence[float]) -> list[float]:
+    return [first / second for first, second in zip(firsts, seconds, strict=True)]
+
+
 def _paired_ratio(firsts: Sequence[float], seconds: Sequence[float]) -> float:
     """The median of each round's ratio."""
-    return statistics.median(first / second for first, second in zip(firsts, seconds, strict=True))
+    return statistics.median(_round_ratios(firsts, seconds))
 
 
 def _per_round(firsts: Sequence[float], seconds: Sequence[float]) -> str:
-    return " ".join(f"{a / b:.2f}" for a, b in zip(firsts, seconds, strict=True))
+    return " ".join(f"{ratio:.2f}" for ratio in _round_ratios(firsts, seconds))
 
 
 def _ms(times: Sequence[float]) -> str:

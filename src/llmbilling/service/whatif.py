@@ -352,11 +352,7 @@ def _decide_streamed(
     numbers: dict[tuple[Any, ...], int] = {}
     decision_numbers: dict[Decision, int] = {}
     decisions: list[Decision] = []
-    # Per decision number, its sample classes (with their limits) not yet full: a row whose
-    # list is empty is nobody's candidate, and most rows' lists empty early.
     classes_of: list[list[tuple[Hashable, int]]] = []
-    numbers_with: dict[Hashable, list[int]] = {}
-    limits_of: dict[Hashable, set[int]] = {}
     taken: dict[Hashable, int] = {}
     candidates: list[tuple[UUID, UUID, Decision]] = []
     # (raw org id, decision number) per row, counted a page at a time.
@@ -367,24 +363,8 @@ def _decide_streamed(
         if number is None:
             number = decision_numbers[decision] = len(decisions)
             decisions.append(decision)
-            open_classes = [
-                (sample_class, limit)
-                for sample_class, limit in sample_classes(decision)
-                if taken.get(sample_class, 0) < limit
-            ]
-            classes_of.append(open_classes)
-            for sample_class, limit in open_classes:
-                numbers_with.setdefault(sample_class, []).append(number)
-                limits_of.setdefault(sample_class, set()).add(limit)
+            classes_of.append([pair for pair in sample_classes(decision) if pair[1] > 0])
         return number
-
-    def take(sample_class: Hashable) -> None:
-        seen = taken[sample_class] = taken.get(sample_class, 0) + 1
-        if seen in limits_of[sample_class]:  # full at this limit: off every list with it there
-            for number in numbers_with[sample_class]:
-                classes_of[number] = [
-                    pair for pair in classes_of[number] if pair[0] != sample_class or seen < pair[1]
-                ]
 
     def flush() -> None:
         for (org, number), workspaces in Counter(pairs).items():
@@ -415,11 +395,14 @@ def _decide_streamed(
                 found = numbers[key] = number_of(decide(inputs))
             number = found
         pairs.append((row[1], number))
-        classes = classes_of[number]
-        if classes:
+        kept = False
+        for sample_class, limit in classes_of[number]:
+            seen = taken.get(sample_class, 0)
+            if seen < limit:
+                taken[sample_class] = seen + 1
+                kept = True
+        if kept:
             candidates.append((as_uuid(row[0]), as_uuid(row[1]), decisions[number]))
-            for sample_class, _ in classes:
-                take(sample_class)
         if index % page_size == 0:
             flush()
     flush()

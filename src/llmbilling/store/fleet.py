@@ -182,8 +182,11 @@ class GroupedFleet:
     def org_groups(self, sample_limit: int) -> Iterator[OrgInputGroup]:
         """The unsealed workspaces of the org in scope, grouped by stored inputs, each group
         with its ``sample_limit`` lowest ids; one statement."""
-        statement = _org_groups_statement(with_ids=sample_limit > 0)
-        parameters = self._parameters() | {"sample_limit": sample_limit}
+        with_ids = sample_limit > 0
+        statement = _org_groups_statement(with_ids)
+        parameters = self._parameters()
+        if with_ids:
+            parameters["sample_limit"] = sample_limit
         for row in self._connection.execute(statement, parameters):
             override, passed, org_default, runtime, model, workspace_names, org_names = row[:7]
             count, expired_at = row[7], row[8]
@@ -198,7 +201,7 @@ class GroupedFleet:
                     org_secret_names=org_names,
                 ),
                 workspaces=int(count),
-                lowest_ids=tuple(as_uuid(raw) for raw in row[9]) if sample_limit > 0 else (),
+                lowest_ids=tuple(as_uuid(raw) for raw in row[9]) if with_ids else (),
             )
 
     def rows(self, page_size: int) -> Iterator[Sequence[Any]]:

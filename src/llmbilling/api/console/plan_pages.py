@@ -104,6 +104,11 @@ def _propose(
     return RedirectResponse(f"/console/plans/{plan.id}{query}", status_code=303)
 
 
+def _form_mode(mode: str, clear: str) -> str | None:
+    """A plan form's mode: None when it clears (``clear`` set), else the mode it names."""
+    return None if clear else admin.parse_override(mode).value
+
+
 @router.post("/orgs/{org_id}/default/plan", dependencies=[SameOrigin])
 def plan_org_default(
     request: Request,
@@ -114,9 +119,7 @@ def plan_org_default(
     clear: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
 ) -> Response:
-    org = _page_id(org_id)
-    new_mode = None if clear else admin.parse_override(mode).value
-    change = plans.org_default_change(org, new_mode)
+    change = plans.org_default_change(_page_id(org_id), _form_mode(mode, clear))
     return _propose(request, context, principal, change, reason)
 
 
@@ -131,9 +134,9 @@ def plan_override(
     reason: Annotated[str, Form()] = "",
     expires_at: Annotated[str, Form()] = "",
 ) -> Response:
-    workspace = _page_id(workspace_id)
-    new_mode = None if clear else admin.parse_override(mode).value
-    change = plans.override_change(workspace, new_mode, expires_at.strip() or None)
+    change = plans.override_change(
+        _page_id(workspace_id), _form_mode(mode, clear), expires_at.strip() or None
+    )
     return _propose(request, context, principal, change, reason)
 
 
